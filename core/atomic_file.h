@@ -5,7 +5,7 @@
 #include <functional>
 #include <string>
 
-namespace ditkit::io {
+namespace ditkit {
 
 // Calls write(tmp_path) to produce the file, then renames tmp_path to `path`. On any
 // exception the temporary file is removed and the exception is rethrown.
@@ -14,4 +14,4 @@ void write_atomically(const std::string& path, const std::function<void(const st
 // Writes bytes to `path` atomically; errors name the path.
 void write_file_atomically(const std::string& path, const void* data, size_t size);
 
-}  // namespace ditkit::io
+}  // namespace ditkit

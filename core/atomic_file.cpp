@@ -1,4 +1,4 @@
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 
-namespace ditkit::io {
+namespace ditkit {
 
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
   namespace fs = std::filesystem;
@@ -45,4 +45,4 @@ void write_file_atomically(const std::string& path, const void* data, size_t siz
   });
 }
 
-}  // namespace ditkit::io
+}  // namespace ditkit
