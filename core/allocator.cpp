@@ -104,21 +104,21 @@ std::shared_ptr<void> device_alloc(Device device, size_t bytes) {
   return host_cache().alloc(bytes);
 }
 
-AllocatorStats allocator_stats(Device device) {
+AllocatorStats allocator_stats([[maybe_unused]] Device device) {
 #ifdef DITKIT_WITH_CUDA
   if (device.is_cuda()) return cuda::allocator_stats(device.index);
 #endif
   return host_cache().stats();
 }
 
-void allocator_reset_peak(Device device) {
+void allocator_reset_peak([[maybe_unused]] Device device) {
 #ifdef DITKIT_WITH_CUDA
   if (device.is_cuda()) return cuda::allocator_reset_peak(device.index);
 #endif
   host_cache().reset_peak();
 }
 
-void allocator_release_cached(Device device) {
+void allocator_release_cached([[maybe_unused]] Device device) {
 #ifdef DITKIT_WITH_CUDA
   if (device.is_cuda()) return cuda::allocator_release_cached(device.index);
 #endif
