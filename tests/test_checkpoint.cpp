@@ -169,6 +169,16 @@ TEST(Checkpoint, PicksTheReaderByContentNotExtension) {
   EXPECT_EQ(Checkpoint::open((dir / "brace.json").string()).get("t").item(), 1.0f);
 }
 
+TEST(Checkpoint, LargeJsonLikeFileIsNotReadAsAnIndex) {
+  const fs::path dir = make_dir("big_json");
+  const fs::path path = dir / "big.safetensors.index.json";
+  write_text(path, "{ \"weight_map\": {");
+  fs::resize_file(path, 65ull << 20);  // sparse
+  expect_error([&] { Checkpoint::open(path.string()); },
+               {path.string(), "neither a safetensors file nor a checkpoint index"});
+  fs::remove(path);
+}
+
 TEST(Checkpoint, DirectoriesAndMissingFilesAreRejectedNamingThePath) {
   const fs::path dir = make_dir("folder");
   expect_error([&] { Checkpoint::open(dir.string()); }, {dir.string(), "is a directory"});

@@ -77,6 +77,7 @@ std::string q8_blocks() {
 
 GgufWriter tiny_model() {
   GgufWriter w;
+  w.alignment = 64;
   w.add("general.name", kString, gguf_string("tiny"));
   w.add("general.alignment", kU32, le<uint32_t>(64));
   w.add("t.u8", kU8, le<uint8_t>(200));
@@ -155,7 +156,8 @@ TEST(Gguf, ReadsTensorsWithReversedDimsAndAlignment) {
 }
 
 TEST(Gguf, RendersEveryMetadataTypeAsText) {
-  const auto& m = open_gguf(write_file("meta.gguf", tiny_model().build()))->metadata();
+  auto file = open_gguf(write_file("meta.gguf", tiny_model().build()));
+  const auto& m = file->metadata();
   const std::map<std::string, std::string> expected = {
       {"general.name", "tiny"},  {"general.alignment", "64"}, {"t.u8", "200"},
       {"t.i8", "-5"},            {"t.u16", "60000"},          {"t.i16", "-300"},
@@ -223,7 +225,7 @@ TEST(Gguf, BrokenFilesFailNamingFileAndProblem) {
          w.add("deep", kArray, v + le(kU8) + le<uint64_t>(0));
        },
        "'deep' nests arrays deeper than"},
-      {"bad_alignment", [](GgufWriter& w) { w.add("general.alignment", kU32, le<uint32_t>(3)); },
+      {"duplicate_key", [](GgufWriter& w) { w.add("general.alignment", kU32, le<uint32_t>(64)); },
        "duplicate GGUF metadata key 'general.alignment'"},
       {"unsupported_type", [](GgufWriter& w) { w.tensors[0].type = kGgmlQ4_0; },
        "tensor 'w.f32': unsupported ggml type 2"},

@@ -269,6 +269,24 @@ TEST(Safetensors, ShortAndGarbageFilesFailNamingTheFile) {
   }
 }
 
+TEST(Safetensors, AbsurdHeaderLengthIsRefusedBeforeParsing) {
+  // 200 MiB of header in a sparse file: within the file, beyond the 100 MiB limit.
+  const uint64_t len = 200ull << 20;
+  const std::string path = write_raw("absurd.safetensors", "{}", "", len);
+  fs::resize_file(path, 8 + len);
+  const std::string msg = error_of([&] { Checkpoint::open(path); });
+  EXPECT_NE(msg.find("'" + path + "': safetensors header length 209715200 is larger than the limit"),
+            std::string::npos)
+      << msg;
+  fs::remove(path);
+}
+
+TEST(Safetensors, MetadataIsNotATensorName) {
+  const std::string msg = error_of(
+      [] { save_safetensors(temp_path("reserved.safetensors"), {{"__metadata__", Tensor::zeros({1}, DType::F32)}}); });
+  EXPECT_NE(msg.find("'__metadata__' is reserved"), std::string::npos) << msg;
+}
+
 TEST(Safetensors, MissingFileFailsNamingIt) {
   const std::string msg = error_of([] { open_safetensors("/nonexistent/ditkit/w.safetensors"); });
   EXPECT_NE(msg.find("/nonexistent/ditkit/w.safetensors"), std::string::npos) << msg;

@@ -9,7 +9,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libstb-dev zlib1g-dev libwebp-dev
   libavcodec-dev libavformat-dev libswscale-dev libavutil-dev
   libopencv-core-dev libopencv-imgproc-dev
-  libsentencepiece-dev libopenblas-dev
+  libsentencepiece-dev libicu-dev libopenblas-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 missing=()

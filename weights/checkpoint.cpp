@@ -37,7 +37,11 @@ bool looks_like_json(const std::string& head) {
 // `*.safetensors.index.json`: {"metadata": {...}, "weight_map": {tensor: shard file}} with shard
 // names relative to the index's folder. Every shard is opened (headers only: the data stays
 // mapped, unread) so that a tensor missing from its shard is reported now, not mid-run.
-Readers open_index(const std::string& path) {
+Readers open_index(const std::string& path, uint64_t size) {
+  // Real indexes are kilobytes; a big file that merely starts with '{' is not read into memory.
+  constexpr uint64_t kMaxIndexBytes = 64ull << 20;
+  DK_CHECK(size <= kMaxIndexBytes, "'", path, "': neither a safetensors file nor a checkpoint index (", size,
+           " bytes of JSON-like text)");
   std::ifstream in(path, std::ios::binary);
   const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   const json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -82,7 +86,7 @@ Readers open_readers(const std::string& path) {
 
   if (starts_with(head, "PK\x03\x04")) return {open_pth(path)};
   if (starts_with(head, "GGUF")) return {open_gguf(path)};
-  if (!looks_like_safetensors(head, size) && looks_like_json(head)) return open_index(path);
+  if (!looks_like_safetensors(head, size) && looks_like_json(head)) return open_index(path, size);
   return {open_safetensors(path)};
 }
 

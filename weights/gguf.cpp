@@ -42,7 +42,7 @@ constexpr uint64_t kDefaultAlignment = 32;
 // Bounds-checked little-endian cursor over the mapping; errors name the file and what was read.
 class Cursor {
  public:
-  Cursor(const MappedFile& file) : file_(file) {}
+  explicit Cursor(const MappedFile& file) : file_(file) {}
 
   uint64_t pos() const { return pos_; }
   uint64_t remaining() const { return file_.size() - pos_; }

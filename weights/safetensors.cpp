@@ -139,6 +139,7 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   std::vector<std::pair<std::string, Tensor>> order(tensors.begin(), tensors.end());
   for (const auto& [name, tensor] : order) {
     DK_CHECK(tensor.defined(), "save_safetensors '", path, "': tensor '", name, "' is undefined");
+    DK_CHECK(name != "__metadata__", "save_safetensors '", path, "': '__metadata__' is reserved, not a tensor name");
     DK_CHECK(tensor.dtype() != DType::Q8_0, "save_safetensors '", path, "': tensor '", name,
              "' is Q8_0, which safetensors cannot store");
   }

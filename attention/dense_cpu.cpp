@@ -1,0 +1,174 @@
+// Dense attention on the CPU, flash-style: each task owns one (batch, head, query tile), keeps
+// its queries, running max, running sum and output rows in f32 and streams the keys through in
+// tiles with an online softmax, so memory is O(tile) per thread and Lq x Lk is never formed.
+// Inputs of any float dtype are converted tile by tile; the loops over keys and over head_dim
+// have fixed or unit strides so the compiler vectorises them.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "attention/dense.h"
+#include "core/threadpool.h"
+
+namespace ditkit::attention {
+namespace {
+
+constexpr int64_t kQueryTile = 64;  // query rows per task
+constexpr int64_t kKeyTile = 64;    // keys per step of the online softmax
+constexpr int64_t kLanes = 8;       // head_dim is padded to this so row loops have no tail
+
+// 2^x for x <= 0 (scores are max-subtracted), relative error below 1e-7: x = n + f with
+// |f| <= 1/2, 2^f by its Taylor series to degree 7, 2^n built in the exponent bits. Plain
+// arithmetic so that loops calling it vectorise (std::exp2 is a library call).
+inline float exp2_nonpositive(float x) {
+  x = std::max(x, -126.0f);
+  float n = std::floor(x + 0.5f);
+  float f = (x - n) * 0.693147180559945f;  // 2^f = e^(f ln 2)
+  float p = 1.0f / 5040.0f;
+  p = p * f + 1.0f / 720.0f;
+  p = p * f + 1.0f / 120.0f;
+  p = p * f + 1.0f / 24.0f;
+  p = p * f + 1.0f / 6.0f;
+  p = p * f + 0.5f;
+  p = p * f + 1.0f;
+  p = p * f + 1.0f;
+  return p * std::bit_cast<float>((int32_t(n) + 127) << 23);
+}
+
+// A [B, L, H, D] operand: element (b, l, h, d) at base + (b sb + l sl + h sh + d sd) elements.
+struct Operand {
+  const char* base;
+  DType dtype;
+  int64_t elem, sb, sl, sh, sd;
+
+  explicit Operand(const Tensor& t)
+      : base(static_cast<const char*>(t.raw())), dtype(t.dtype()), elem(int64_t(dtype_size(t.dtype()))),
+        sb(t.strides()[0]), sl(t.strides()[1]), sh(t.strides()[2]), sd(t.strides()[3]) {}
+
+  // Row (b, l, h) as D f32 values.
+  void load_row(int64_t b, int64_t l, int64_t h, int64_t D, float* dst) const {
+    const char* row = base + (b * sb + l * sl + h * sh) * elem;
+    if (sd == 1) return to_f32(dtype, row, dst, D);
+    for (int64_t d = 0; d < D; ++d) to_f32(dtype, row + d * sd * elem, dst + d, 1);
+  }
+};
+
+// Per-thread buffers of one query tile; head_dim padded to Dp with zeros that stay zero.
+struct Scratch {
+  int64_t Dp;
+  std::vector<float> q, kt, v, s, o, m, l, row;
+  explicit Scratch(int64_t D)
+      : Dp((D + kLanes - 1) / kLanes * kLanes),
+        q(size_t(kQueryTile * Dp)),
+        kt(size_t(Dp * kKeyTile)),
+        v(size_t(kKeyTile * Dp)),
+        s(size_t(kQueryTile * kKeyTile)),
+        o(size_t(kQueryTile * Dp)),
+        m(size_t(kQueryTile)),
+        l(size_t(kQueryTile)),
+        row(size_t(Dp)) {}
+};
+
+struct Problem {
+  Operand q, k, v;
+  char* out;
+  DType out_dtype;
+  int64_t Lq, H, D, keys;
+  float scale_log2;  // scale * log2(e): scores come out in base 2
+};
+
+// Scores of the tile's queries against kKeyTile keys: s[i][j] = sum_d q[i][d] kt[d][j]
+// (keys past the valid ones have zero columns and are skipped by the softmax).
+void tile_scores(const Scratch& w, int64_t nq, float* __restrict s) {
+  const float* __restrict q = w.q.data();
+  const float* __restrict kt = w.kt.data();
+  for (int64_t i = 0; i < nq; ++i) {
+    float* __restrict si = s + i * kKeyTile;
+    float acc[kKeyTile] = {};
+    for (int64_t d = 0; d < w.Dp; ++d) {
+      const float qd = q[i * w.Dp + d];
+      const float* __restrict kd = kt + d * kKeyTile;
+      for (int64_t j = 0; j < kKeyTile; ++j) acc[j] += qd * kd[j];
+    }
+    std::copy(acc, acc + kKeyTile, si);
+  }
+}
+
+// Online softmax step for nk keys: rescales each row's running output by 2^(m_old - m_new)
+// and adds p[j] v[j] with p = 2^(s - m_new).
+void tile_update(Scratch& w, int64_t nq, int64_t nk) {
+  const float* __restrict v = w.v.data();
+  for (int64_t i = 0; i < nq; ++i) {
+    float* __restrict si = w.s.data() + i * kKeyTile;
+    float* __restrict oi = w.o.data() + i * w.Dp;
+    float mx = w.m[size_t(i)];
+    for (int64_t j = 0; j < nk; ++j) mx = std::max(mx, si[j]);
+    float sum = 0.0f;
+    for (int64_t j = 0; j < nk; ++j) {
+      si[j] = exp2_nonpositive(si[j] - mx);
+      sum += si[j];
+    }
+    const float alpha = std::exp2(w.m[size_t(i)] - mx);  // 0 on the first tile (m = -inf)
+    w.l[size_t(i)] = w.l[size_t(i)] * alpha + sum;
+    w.m[size_t(i)] = mx;
+    for (int64_t d = 0; d < w.Dp; ++d) oi[d] *= alpha;
+    for (int64_t j = 0; j < nk; ++j) {
+      const float p = si[j];
+      const float* __restrict vj = v + j * w.Dp;
+      for (int64_t d = 0; d < w.Dp; ++d) oi[d] += p * vj[d];
+    }
+  }
+}
+
+void query_tile(const Problem& pb, Scratch& w, int64_t b, int64_t h, int64_t q0) {
+  const int64_t nq = std::min(kQueryTile, pb.Lq - q0), D = pb.D, Dp = w.Dp;
+  for (int64_t i = 0; i < nq; ++i) {
+    float* qi = w.q.data() + i * Dp;
+    pb.q.load_row(b, q0 + i, h, D, qi);
+    for (int64_t d = 0; d < D; ++d) qi[d] *= pb.scale_log2;
+  }
+  std::fill(w.o.begin(), w.o.end(), 0.0f);
+  std::fill(w.m.begin(), w.m.end(), -std::numeric_limits<float>::infinity());
+  std::fill(w.l.begin(), w.l.end(), 0.0f);
+  for (int64_t k0 = 0; k0 < pb.keys; k0 += kKeyTile) {
+    const int64_t nk = std::min(kKeyTile, pb.keys - k0);
+    for (int64_t j = 0; j < kKeyTile; ++j) {
+      if (j < nk) pb.k.load_row(b, k0 + j, h, D, w.row.data());
+      for (int64_t d = 0; d < D; ++d) w.kt[size_t(d * kKeyTile + j)] = j < nk ? w.row[size_t(d)] : 0.0f;
+    }
+    for (int64_t j = 0; j < nk; ++j) pb.v.load_row(b, k0 + j, h, D, w.v.data() + j * Dp);
+    tile_scores(w, nq, w.s.data());
+    tile_update(w, nq, nk);
+  }
+  const size_t out_elem = dtype_size(pb.out_dtype);
+  for (int64_t i = 0; i < nq; ++i) {
+    const float inv = 1.0f / w.l[size_t(i)];
+    const float* oi = w.o.data() + i * Dp;
+    for (int64_t d = 0; d < D; ++d) w.row[size_t(d)] = oi[d] * inv;
+    char* dst = pb.out + size_t(((b * pb.Lq + q0 + i) * pb.H + h) * D) * out_elem;
+    from_f32(w.row.data(), pb.out_dtype, dst, D);
+  }
+}
+
+}  // namespace
+
+Tensor dense_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t keys) {
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  const int64_t B = q.dim(0), Lq = q.dim(1), H = q.dim(2), D = q.dim(3);
+  const Problem pb{Operand(q), Operand(k), Operand(v), static_cast<char*>(out.raw()), out.dtype(),
+                   Lq, H, D, keys, scale * float(M_LOG2E)};
+  const int64_t tiles = (Lq + kQueryTile - 1) / kQueryTile;
+  parallel_for(0, B * H * tiles, 1, [&](int64_t begin, int64_t end) {
+    Scratch w(D);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t bh = t / tiles;
+      query_tile(pb, w, bh / H, bh % H, (t % tiles) * kQueryTile);
+    }
+  });
+  return out;
+}
+
+}  // namespace ditkit::attention
