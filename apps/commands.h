@@ -20,5 +20,7 @@ void add_global_options(CLI::App& app, GlobalOptions& opts);
 Device apply_global_options(const GlobalOptions& opts);
 
 void register_info(CLI::App& app, const GlobalOptions& global);
+void register_t2v(CLI::App& app, const GlobalOptions& global);
+void register_decode(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace ditkit::apps

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   ditkit::apps::GlobalOptions global;
   ditkit::apps::add_global_options(app, global);
   ditkit::apps::register_info(app, global);
+  ditkit::apps::register_t2v(app, global);
+  ditkit::apps::register_decode(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -16,17 +17,30 @@
 namespace ditkit::attention {
 namespace {
 
-constexpr int64_t kQueryTile = 64;  // query rows per task
-constexpr int64_t kKeyTile = 64;    // keys per step of the online softmax
-constexpr int64_t kLanes = 8;       // head_dim is padded to this so row loops have no tail
+constexpr int64_t kQueryTile = 128;  // query rows per task (each key tile is converted once per task)
+constexpr int64_t kKeyTile = 64;     // keys per step of the online softmax
+constexpr int64_t kLanes = 8;        // head_dim is padded to this so row loops have no tail
+constexpr int64_t kValueChunk = 64;  // output columns kept in registers while keys stream past
+
+// One AVX register of floats (GCC/Clang vector extension): arrays of these with constant
+// indices stay in registers, where plain float arrays of accumulators get spilled.
+using f32x8 = float __attribute__((vector_size(kLanes * sizeof(float))));
+inline f32x8 load8(const float* p) {
+  f32x8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store8(float* p, f32x8 v) { std::memcpy(p, &v, sizeof v); }
 
 // 2^x for x <= 0 (scores are max-subtracted), relative error below 1e-7: x = n + f with
 // |f| <= 1/2, 2^f by its Taylor series to degree 7, 2^n built in the exponent bits. Plain
-// arithmetic so that loops calling it vectorise (std::exp2 is a library call).
+// arithmetic so that loops calling it vectorise (std::exp2 is a library call). x is first
+// clamped to -126 (2^-126 ~ 1e-38: no weight that matters) on its bit pattern, which for
+// x <= 0 grows with |x|: a float compare would not vectorise under GCC's trapping math.
 inline float exp2_nonpositive(float x) {
-  x = std::max(x, -126.0f);
-  float n = std::floor(x + 0.5f);
-  float f = (x - n) * 0.693147180559945f;  // 2^f = e^(f ln 2)
+  x = std::bit_cast<float>(std::min(std::bit_cast<uint32_t>(x), std::bit_cast<uint32_t>(-126.0f)));
+  const int32_t n = -int32_t(0.5f - x);  // 0.5 - x > 0, so the truncation is a floor
+  const float f = (x - float(n)) * 0.693147180559945f;  // 2^f = e^(f ln 2)
   float p = 1.0f / 5040.0f;
   p = p * f + 1.0f / 720.0f;
   p = p * f + 1.0f / 120.0f;
@@ -35,7 +49,7 @@ inline float exp2_nonpositive(float x) {
   p = p * f + 0.5f;
   p = p * f + 1.0f;
   p = p * f + 1.0f;
-  return p * std::bit_cast<float>((int32_t(n) + 127) << 23);
+  return p * std::bit_cast<float>((n + 127) << 23);
 }
 
 // A [B, L, H, D] operand: element (b, l, h, d) at base + (b sb + l sl + h sh + d sd) elements.
@@ -81,45 +95,72 @@ struct Problem {
 };
 
 // Scores of the tile's queries against kKeyTile keys: s[i][j] = sum_d q[i][d] kt[d][j]
-// (keys past the valid ones have zero columns and are skipped by the softmax).
+// (keys past the valid ones have zero columns and are skipped by the softmax). A row's 64
+// scores stay in 8 registers while head_dim streams past.
 void tile_scores(const Scratch& w, int64_t nq, float* __restrict s) {
-  const float* __restrict q = w.q.data();
-  const float* __restrict kt = w.kt.data();
+  constexpr int64_t kVectors = kKeyTile / kLanes;
   for (int64_t i = 0; i < nq; ++i) {
-    float* __restrict si = s + i * kKeyTile;
-    float acc[kKeyTile] = {};
+    const float* __restrict qi = w.q.data() + i * w.Dp;
+    f32x8 acc[kVectors] = {};
     for (int64_t d = 0; d < w.Dp; ++d) {
-      const float qd = q[i * w.Dp + d];
-      const float* __restrict kd = kt + d * kKeyTile;
-      for (int64_t j = 0; j < kKeyTile; ++j) acc[j] += qd * kd[j];
+      const float* __restrict kd = w.kt.data() + d * kKeyTile;
+      for (int64_t c = 0; c < kVectors; ++c) acc[c] += qi[d] * load8(kd + c * kLanes);
     }
-    std::copy(acc, acc + kKeyTile, si);
+    for (int64_t c = 0; c < kVectors; ++c) store8(s + i * kKeyTile + c * kLanes, acc[c]);
   }
 }
 
+// Max and sum over one row of kKeyTile scores, in kLanes independent partials: a float
+// reduction only vectorises when its order is spelled out like this.
+float row_max(const float* s) {
+  float lanes[kLanes];
+  std::fill(lanes, lanes + kLanes, -std::numeric_limits<float>::infinity());
+  for (int64_t j = 0; j < kKeyTile; j += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lanes[l] = std::max(lanes[l], s[j + l]);
+  return *std::max_element(lanes, lanes + kLanes);
+}
+
+float row_sum(const float* s) {
+  float lanes[kLanes] = {};
+  for (int64_t j = 0; j < kKeyTile; j += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lanes[l] += s[j + l];
+  float sum = 0.0f;
+  for (float x : lanes) sum += x;
+  return sum;
+}
+
+// o[d0, d0 + W) = alpha o + sum_j p[j] v[j][d0, d0 + W): the W outputs stay in registers
+// while the keys stream past (W = kValueChunk covers head_dim 64/128 in whole chunks).
+template <int64_t W>
+void accumulate_values(const float* __restrict p, int64_t nk, const float* __restrict v, int64_t Dp, int64_t d0,
+                       float alpha, float* __restrict o) {
+  constexpr int64_t kVectors = W / kLanes;
+  f32x8 acc[kVectors];
+  for (int64_t c = 0; c < kVectors; ++c) acc[c] = load8(o + d0 + c * kLanes) * alpha;
+  for (int64_t j = 0; j < nk; ++j) {
+    const float* __restrict vj = v + j * Dp + d0;
+    for (int64_t c = 0; c < kVectors; ++c) acc[c] += p[j] * load8(vj + c * kLanes);
+  }
+  for (int64_t c = 0; c < kVectors; ++c) store8(o + d0 + c * kLanes, acc[c]);
+}
+
 // Online softmax step for nk keys: rescales each row's running output by 2^(m_old - m_new)
-// and adds p[j] v[j] with p = 2^(s - m_new).
+// and adds p[j] v[j] with p = 2^(s - m_new). Scores past nk are set to -inf, then p = 0.
 void tile_update(Scratch& w, int64_t nq, int64_t nk) {
   const float* __restrict v = w.v.data();
   for (int64_t i = 0; i < nq; ++i) {
     float* __restrict si = w.s.data() + i * kKeyTile;
     float* __restrict oi = w.o.data() + i * w.Dp;
-    float mx = w.m[size_t(i)];
-    for (int64_t j = 0; j < nk; ++j) mx = std::max(mx, si[j]);
-    float sum = 0.0f;
-    for (int64_t j = 0; j < nk; ++j) {
-      si[j] = exp2_nonpositive(si[j] - mx);
-      sum += si[j];
-    }
+    std::fill(si + nk, si + kKeyTile, -std::numeric_limits<float>::infinity());
+    const float mx = std::max(w.m[size_t(i)], row_max(si));
+    for (int64_t j = 0; j < kKeyTile; ++j) si[j] = exp2_nonpositive(si[j] - mx);
+    std::fill(si + nk, si + kKeyTile, 0.0f);  // 2^-126 from the clamp, not 0
     const float alpha = std::exp2(w.m[size_t(i)] - mx);  // 0 on the first tile (m = -inf)
-    w.l[size_t(i)] = w.l[size_t(i)] * alpha + sum;
+    w.l[size_t(i)] = w.l[size_t(i)] * alpha + row_sum(si);
     w.m[size_t(i)] = mx;
-    for (int64_t d = 0; d < w.Dp; ++d) oi[d] *= alpha;
-    for (int64_t j = 0; j < nk; ++j) {
-      const float p = si[j];
-      const float* __restrict vj = v + j * w.Dp;
-      for (int64_t d = 0; d < w.Dp; ++d) oi[d] += p * vj[d];
-    }
+    int64_t d0 = 0;
+    for (; d0 + kValueChunk <= w.Dp; d0 += kValueChunk) accumulate_values<kValueChunk>(si, nk, v, w.Dp, d0, alpha, oi);
+    for (; d0 < w.Dp; d0 += kLanes) accumulate_values<kLanes>(si, nk, v, w.Dp, d0, alpha, oi);
   }
 }
 

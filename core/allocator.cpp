@@ -1,92 +1,43 @@
 #include "core/allocator.h"
 
 #include <cstdlib>
-#include <map>
-#include <mutex>
 
 #include "core/backend.h"
+#include "core/block_cache.h"
 #include "core/error.h"
 
 namespace ditkit {
 namespace {
 
-// Host cache: blocks rounded up to a size class, kept in a multimap by size after release.
-// A request takes the smallest cached block that fits and is at most twice its size.
+// Host cache: 64-byte multiples up to 4 KiB, then 1/8 steps of the next power of two (see
+// core/block_cache.h), 64-byte aligned.
 class HostCache {
  public:
   std::shared_ptr<void> alloc(size_t bytes) {
-    size_t size = round_up(bytes);
-    void* p = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.allocations;
-      auto it = free_.lower_bound(size);
-      if (it != free_.end() && it->first <= 2 * size) {
-        size = it->first;
-        p = it->second;
-        free_.erase(it);
-        stats_.cached -= size;
-      }
-    }
-    if (!p) {
-      p = std::aligned_alloc(64, size);
-      if (!p) {
-        release_cached();
-        p = std::aligned_alloc(64, size);
-      }
-      DK_CHECK(p, "out of host memory allocating ", bytes, " bytes");
-      std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.misses;
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stats_.in_use += size;
-      stats_.peak = std::max(stats_.peak, stats_.in_use);
-    }
-    return std::shared_ptr<void>(p, [this, size](void* q) { release(q, size); });
-  }
-
-  void release(void* p, size_t size) {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.in_use -= size;
-    // Huge blocks go straight back: keeping them would pin memory the OS could use.
-    if (size > (size_t(1) << 30)) {
-      std::free(p);
-      return;
-    }
-    free_.emplace(size, p);
-    stats_.cached += size;
+    return blocks_.alloc(
+        bytes,
+        [&](size_t size) {
+          void* p = std::aligned_alloc(64, size);
+          if (!p) {
+            release_cached();
+            p = std::aligned_alloc(64, size);
+          }
+          DK_CHECK(p, "out of host memory allocating ", bytes, " bytes");
+          return p;
+        },
+        [](void* p) { std::free(p); });
   }
 
   void release_cached() {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [size, p] : free_) std::free(p);
-    free_.clear();
-    stats_.cached = 0;
+    for (void* p : blocks_.take_all()) std::free(p);
   }
 
-  AllocatorStats stats() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
-  }
-  void reset_peak() {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.peak = stats_.in_use;
-  }
+  AllocatorStats stats() { return blocks_.stats(); }
+  void reset_peak() { blocks_.reset_peak(); }
 
  private:
-  // Size classes: 64-byte multiples up to 4 KiB, then 1/8 steps of the next power of two.
-  static size_t round_up(size_t n) {
-    if (n <= 4096) return std::max<size_t>(64, (n + 63) & ~size_t(63));
-    size_t p = 4096;
-    while (p < n) p <<= 1;
-    size_t step = p / 8;
-    return (n + step - 1) / step * step;
-  }
-
-  std::mutex mu_;
-  std::multimap<size_t, void*> free_;
-  AllocatorStats stats_;
+  // Huge blocks go straight back: keeping them would pin memory the OS could use.
+  BlockCache blocks_{64, 4096, size_t(1) << 30};
 };
 
 HostCache& host_cache() {

@@ -105,9 +105,9 @@ Tensor WanModel::block(int layer, const Tensor& x, const Tensor& e0, const Tenso
   const Tensor v = ops::linear(y, b.sa_v_w, b.sa_v_b).reshape({1, L, n, d});
   tap(name("q_normed"), q);
   tap(name("k_normed"), k);
-  const Tensor cos = rope.cos.unsqueeze(1), sin = rope.sin.unsqueeze(1);  // [L, 1, d/2]
-  q = ops::rope(q, cos, sin);
-  k = ops::rope(k, cos, sin);
+  const Tensor rope_cos = rope.cos.unsqueeze(1), rope_sin = rope.sin.unsqueeze(1);  // [L, 1, d/2]
+  q = ops::rope(q, rope_cos, rope_sin);
+  k = ops::rope(k, rope_cos, rope_sin);
   tap(name("q_rope"), q);
   tap(name("k_rope"), k);
   Tensor attn = attention::attend(q.unsqueeze(0), k.unsqueeze(0), v, grid, Site{Role::SelfAttention, layer, step});

@@ -3,13 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "test_util.h"
 #include "weights/checkpoint.h"
 
 namespace ditkit::weights {
@@ -19,30 +19,12 @@ namespace fs = std::filesystem;
 
 const std::string kGolden = std::string(DITKIT_TEST_DATA) + "/golden/";
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ditkit::Error thrown";
-  return "";
-}
-
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  const std::string msg = error_of(f);
-  for (const std::string& part : parts) EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
-}
+using test::error_of;
+using test::expect_error;
+using test::write_file;
 
 // A fresh folder per test.
-fs::path make_dir(const std::string& name) {
-  const fs::path dir = fs::path(testing::TempDir()) / ("ditkit_ckpt_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-void write_text(const fs::path& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+fs::path make_dir(const std::string& name) { return test::fresh_dir("ckpt_" + name); }
 
 // Two shards and their index, as diffusers writes them.
 struct Sharded {
@@ -61,7 +43,7 @@ struct Sharded {
            {"weight_map", {{"blocks.0.weight", shard1}, {"blocks.0.bias", shard1}, {"head.weight", shard2}}}};
     write();
   }
-  void write() const { write_text(index, map.dump(2)); }
+  void write() const { write_file(index, map.dump(2)); }
 };
 
 TEST(Checkpoint, OpensShardedIndexLazilyAcrossShards) {
@@ -108,11 +90,11 @@ TEST(Checkpoint, ShardedErrorsNameIndexShardAndTensor) {
   s.write();
   expect_error([&] { Checkpoint::open(s.index.string()); }, {s.index.string(), "'extra.weight' is not a file name"});
 
-  write_text(s.index, R"({"metadata": {}})");
+  write_file(s.index, R"({"metadata": {}})");
   expect_error([&] { Checkpoint::open(s.index.string()); }, {s.index.string(), "no \"weight_map\""});
-  write_text(s.index, R"({"weight_map": {"a": )");
+  write_file(s.index, R"({"weight_map": {"a": )");
   expect_error([&] { Checkpoint::open(s.index.string()); }, {s.index.string(), "not a valid JSON object"});
-  write_text(s.index, R"({"weight_map": {}})");
+  write_file(s.index, R"({"weight_map": {}})");
   expect_error([&] { Checkpoint::open(s.index.string()); }, {s.index.string(), "lists no tensors"});
 }
 
@@ -165,14 +147,14 @@ TEST(Checkpoint, PicksTheReaderByContentNotExtension) {
   std::string bytes(8, '\0');
   bytes[0] = char(123);
   const float one = 1.0f;
-  write_text(dir / "brace.json", bytes + header + std::string(reinterpret_cast<const char*>(&one), 4));
+  write_file(dir / "brace.json", bytes + header + std::string(reinterpret_cast<const char*>(&one), 4));
   EXPECT_EQ(Checkpoint::open((dir / "brace.json").string()).get("t").item(), 1.0f);
 }
 
 TEST(Checkpoint, LargeJsonLikeFileIsNotReadAsAnIndex) {
   const fs::path dir = make_dir("big_json");
   const fs::path path = dir / "big.safetensors.index.json";
-  write_text(path, "{ \"weight_map\": {");
+  write_file(path, "{ \"weight_map\": {");
   fs::resize_file(path, 65ull << 20);  // sparse
   expect_error([&] { Checkpoint::open(path.string()); },
                {path.string(), "neither a safetensors file nor a checkpoint index"});

@@ -3,15 +3,18 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "weights/checkpoint.h"
 
 namespace ditkit::weights {
 namespace {
+
+using test::error_of;
+using test::write_temp;
 
 enum : uint32_t { kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kString = 8,
                   kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12 };
@@ -103,29 +106,13 @@ GgufWriter tiny_model() {
   return w;
 }
 
-std::string write_file(const std::string& name, const std::string& bytes) {
-  const std::string path = testing::TempDir() + "ditkit_gguf_" + name;
-  std::ofstream(path, std::ios::binary) << bytes;
-  return path;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ditkit::Error thrown";
-  return "";
-}
-
 void open_and_load(const std::string& path) {
   auto file = open_gguf(path);
   for (const TensorInfo& info : file->tensors()) file->load(info);
 }
 
 TEST(Gguf, ReadsTensorsWithReversedDimsAndAlignment) {
-  const std::string path = write_file("tiny.gguf", tiny_model().build());
+  const std::string path = write_temp("gguf_tiny.gguf", tiny_model().build());
   auto file = open_gguf(path);
   EXPECT_STREQ(file->format(), "gguf");
   ASSERT_EQ(file->tensors().size(), 5u);
@@ -156,7 +143,7 @@ TEST(Gguf, ReadsTensorsWithReversedDimsAndAlignment) {
 }
 
 TEST(Gguf, RendersEveryMetadataTypeAsText) {
-  auto file = open_gguf(write_file("meta.gguf", tiny_model().build()));
+  auto file = open_gguf(write_temp("gguf_meta.gguf", tiny_model().build()));
   const auto& m = file->metadata();
   const std::map<std::string, std::string> expected = {
       {"general.name", "tiny"},  {"general.alignment", "64"}, {"t.u8", "200"},
@@ -170,7 +157,7 @@ TEST(Gguf, RendersEveryMetadataTypeAsText) {
 TEST(Gguf, LoadsZeroCopyAndReadsVersion2) {
   GgufWriter w = tiny_model();
   w.version = 2;
-  const std::string path = write_file("v2.gguf", w.build());
+  const std::string path = write_temp("gguf_v2.gguf", w.build());
   auto file = open_gguf(path);
   const TensorInfo& a = file->tensors()[0];
   const TensorInfo& b = file->tensors()[1];
@@ -186,16 +173,16 @@ TEST(Gguf, DefaultAlignmentIs32) {
   w.add("general.name", kString, gguf_string("x"));
   w.tensors.push_back({"a", {1}, kGgmlF32, le(1.0f)});
   w.tensors.push_back({"b", {1}, kGgmlF32, le(2.0f)});
-  auto file = open_gguf(write_file("align32.gguf", w.build()));
+  auto file = open_gguf(write_temp("gguf_align32.gguf", w.build()));
   EXPECT_EQ(file->tensors()[1].offset - file->tensors()[0].offset, 32u);
   EXPECT_EQ(file->load(file->tensors()[1]).item(), 2.0f);
 }
 
 TEST(Gguf, EveryTruncationFailsNamingTheFile) {
   const std::string bytes = tiny_model().build();
-  const std::string path = testing::TempDir() + "ditkit_gguf_cut.gguf";
+  const std::string path = test::temp_path("gguf_cut.gguf");
   for (size_t n = 0; n < bytes.size(); n += (n < 600 ? 1 : 7)) {
-    std::ofstream(path, std::ios::binary) << bytes.substr(0, n);
+    test::write_file(path, bytes.substr(0, n));
     const std::string msg = error_of([&] { open_and_load(path); });
     EXPECT_NE(msg.find(path), std::string::npos) << n << ": " << msg;
   }
@@ -243,7 +230,7 @@ TEST(Gguf, BrokenFilesFailNamingFileAndProblem) {
   for (const Broken& c : cases) {
     GgufWriter w = tiny_model();
     c.damage(w);
-    const std::string path = write_file(c.name + ".gguf", w.build());
+    const std::string path = write_temp("gguf_" + c.name + ".gguf", w.build());
     const std::string msg = error_of([&] { open_and_load(path); });
     EXPECT_NE(msg.find("'" + path + "'"), std::string::npos) << c.name << ": " << msg;
     EXPECT_NE(msg.find(c.expected), std::string::npos) << c.name << ": " << msg;
@@ -253,7 +240,7 @@ TEST(Gguf, BrokenFilesFailNamingFileAndProblem) {
 TEST(Gguf, AlignmentMustBeAPowerOfTwo) {
   GgufWriter w;
   w.add("general.alignment", kU32, le<uint32_t>(3));
-  const std::string path = write_file("align3.gguf", w.build());
+  const std::string path = write_temp("gguf_align3.gguf", w.build());
   const std::string msg = error_of([&] { open_gguf(path); });
   EXPECT_NE(msg.find(path), std::string::npos) << msg;
   EXPECT_NE(msg.find("general.alignment must be a power of two, got 3"), std::string::npos) << msg;
@@ -262,11 +249,11 @@ TEST(Gguf, AlignmentMustBeAPowerOfTwo) {
 TEST(Gguf, BadMagicAndHugeTensorCount) {
   std::string bytes = tiny_model().build();
   bytes[3] = 'X';
-  const std::string bad = write_file("magic.gguf", bytes);
+  const std::string bad = write_temp("gguf_magic.gguf", bytes);
   std::string msg = error_of([&] { open_gguf(bad); });
   EXPECT_NE(msg.find("'" + bad + "': not a GGUF file (bad magic)"), std::string::npos) << msg;
 
-  const std::string huge = write_file("count.gguf", "GGUF" + le<uint32_t>(3) + le<uint64_t>(1ull << 62) + le<uint64_t>(0));
+  const std::string huge = write_temp("gguf_count.gguf", "GGUF" + le<uint32_t>(3) + le<uint64_t>(1ull << 62) + le<uint64_t>(0));
   msg = error_of([&] { Checkpoint::open(huge); });
   EXPECT_NE(msg.find("'" + huge + "': GGUF tensor count 4611686018427387904 exceeds the file size"), std::string::npos)
       << msg;

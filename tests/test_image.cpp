@@ -1,12 +1,10 @@
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <webp/encode.h>
 
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 
 #include "io/image.h"
+#include "test_util.h"
 
 // The test writes JPEG and BMP inputs with its own copy of stb's writer.
 #define STB_IMAGE_WRITE_STATIC
@@ -14,23 +12,14 @@
 #include <stb/stb_image_write.h>
 
 using namespace ditkit;
-namespace fs = std::filesystem;
 
 namespace {
 
-class ImageTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("ditkit_image_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+using test::expect_error;
+using test::read_bytes;
+using test::write_bytes;
 
-  fs::path dir_;
-};
+class ImageTest : public test::TempDirTest {};
 
 Image pattern_image(int w, int h, int c) {
   Image img(w, h, c);
@@ -53,31 +42,11 @@ Image gradient_image(int w, int h) {
   return img;
 }
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-}
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
 void expect_same(const Image& a, const Image& b) {
   ASSERT_EQ(a.width, b.width);
   ASSERT_EQ(a.height, b.height);
   ASSERT_EQ(a.channels, b.channels);
   EXPECT_EQ(a.pixels, b.pixels);
-}
-
-// Runs fn, expects ditkit::Error whose message contains `needle`.
-template <typename Fn>
-void expect_error(Fn fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown, expected one mentioning " << needle;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace
@@ -324,9 +293,7 @@ TEST_F(ImageTest, FailedWriteKeepsExistingFile) {
   expect_error([&] { write_png(path("keep.png"), broken); }, "bytes");
   EXPECT_EQ(read_bytes(path("keep.png")), before);
   expect_error([&] { write_png(path("no/such/dir/x.png"), img); }, "does not exist");
-  int files = 0;
-  for (const auto& entry : fs::directory_iterator(dir_)) files += entry.is_regular_file();
-  EXPECT_EQ(files, 1);  // no temporary left behind
+  EXPECT_EQ(file_count(), 1);  // no temporary left behind
 }
 
 TEST_F(ImageTest, Resize) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "test_util.h"
 #include "weights/checkpoint.h"
 
 namespace {
@@ -109,7 +110,7 @@ TEST(InfoCli, WrongShapesAreReported) {
   for (const auto& name : ck.names()) tensors[name] = ck.get(name);
   tensors["blocks.1.ffn.0.weight"] = tensors["blocks.1.ffn.0.weight"].narrow(0, 0, 255).contiguous();
   tensors.erase("head.head.bias");
-  const std::string path = testing::TempDir() + "a3_wrong_shape.safetensors";
+  const std::string path = ditkit::test::temp_path("a3_wrong_shape.safetensors");
   weights::save_safetensors(path, tensors);
   CliRun r = run_info(path);
   std::remove(path.c_str());
@@ -131,8 +132,8 @@ TEST(InfoCli, MissingPathAndGarbageFileFailNamingThePath) {
   CliRun missing = run_info("/nonexistent/dir/model.safetensors");
   EXPECT_NE(missing.code, 0);
   EXPECT_TRUE(has(missing, "/nonexistent/dir/model.safetensors")) << missing.output;
-  const std::string garbage = testing::TempDir() + "a3_garbage.safetensors";
-  std::ofstream(garbage, std::ios::binary) << "this is not a checkpoint at all, just text";
+  const std::string garbage =
+      ditkit::test::write_temp("a3_garbage.safetensors", "this is not a checkpoint at all, just text");
   CliRun g = run_info(garbage);
   std::remove(garbage.c_str());
   EXPECT_NE(g.code, 0);
@@ -143,8 +144,7 @@ TEST(InfoCli, MissingPathAndGarbageFileFailNamingThePath) {
 // tokenizer in google/umt5-xxl. The folder's config.json belongs to the DiT only.
 TEST(InfoCli, OfficialWanFolder) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::path(testing::TempDir()) / "a3_wan_folder";
-  fs::remove_all(dir);
+  const fs::path dir = ditkit::test::fresh_dir("a3_wan_folder");
   fs::create_directories(dir / "google" / "umt5-xxl");
   const fs::path wan = kGolden + "wan_tiny/";
   const std::string shard = "diffusion_pytorch_model-00001-of-00001.safetensors";

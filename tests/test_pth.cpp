@@ -1,17 +1,15 @@
 // PyTorch .pth reader: fixtures from tools/make_pth_fixtures.py (torch.save's zip + pickle
 // layout), the restricted unpickler on hand-written opcodes, and damaged files.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "weights/checkpoint.h"
 #include "weights/pickle.h"
 
@@ -19,30 +17,11 @@ namespace ditkit::weights {
 namespace {
 
 using namespace std::string_literals;
+using test::error_of;
+using test::read_file;
+using test::write_temp;
 
 std::string fixture(const std::string& name) { return std::string(DITKIT_TEST_DATA) + "/pth/" + name; }
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-std::string write_temp(const std::string& name, const std::string& bytes) {
-  const std::string path = testing::TempDir() + "ditkit_pth_" + std::to_string(getpid()) + "_" + name;
-  std::ofstream(path, std::ios::binary) << bytes;
-  return path;
-}
-
-// The message of the ditkit::Error that `f` throws ("" with a test failure when none is thrown).
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ditkit::Error thrown";
-  return "";
-}
 
 // Opens the file and loads every tensor, as a user of the reader would.
 void load_all(const std::string& path) {
@@ -175,7 +154,7 @@ TEST(Pth, BadFilesThrowNamingTheFile) {
   struct Case {
     std::string path, expected;
   };
-  const std::string good = read_bytes(fixture("tensors.pth"));
+  const std::string good = read_file(fixture("tensors.pth"));
   std::string bad_directory = good;
   bad_directory[bad_directory.find("PK\x01\x02")] = 'X';
   std::string bad_directory_offset = good;  // the last 22 bytes are the end record
@@ -184,13 +163,13 @@ TEST(Pth, BadFilesThrowNamingTheFile) {
       {fixture("compressed.pth"), "'compressed/data/0' is compressed"},
       {fixture("short_storage.pth"), "needs 64 bytes of storage 'short_storage/data/0'"},
       {fixture("big_endian.pth"), "byteorder is 'big'"},
-      {write_temp("truncated.pth", good.substr(0, good.size() / 2)), "not a zip archive"},
-      {write_temp("garbage.pth", std::string(300, '\x5a')), "not a zip archive"},
-      {write_temp("empty.pth", ""), "not a zip archive"},
+      {write_temp("pth_truncated.pth", good.substr(0, good.size() / 2)), "not a zip archive"},
+      {write_temp("pth_garbage.pth", std::string(300, '\x5a')), "not a zip archive"},
+      {write_temp("pth_empty.pth", ""), "not a zip archive"},
       {fixture("missing.pth"), "cannot open"},
       {fixture(""), "not a regular file"},
-      {write_temp("bad_directory.pth", bad_directory), "central directory entry 0"},
-      {write_temp("bad_directory_offset.pth", bad_directory_offset), "central directory"},
+      {write_temp("pth_bad_directory.pth", bad_directory), "central directory entry 0"},
+      {write_temp("pth_bad_directory_offset.pth", bad_directory_offset), "central directory"},
   };
   for (const Case& c : cases) {
     const std::string message = error_of([&] { load_all(c.path); });
@@ -202,11 +181,11 @@ TEST(Pth, BadFilesThrowNamingTheFile) {
 // Every truncation and every single-byte inversion of a valid file either loads or throws
 // ditkit::Error (a crash or another exception fails the test).
 TEST(Pth, DamagedFilesNeverCrash) {
-  const std::string good = read_bytes(fixture("tensors.pth"));
-  const std::string path = testing::TempDir() + "ditkit_pth_damaged_" + std::to_string(getpid()) + ".pth";
+  const std::string good = read_file(fixture("tensors.pth"));
+  const std::string path = test::temp_path("pth_damaged.pth");
   int loaded = 0, rejected = 0;
   auto attempt = [&](const std::string& bytes) {
-    std::ofstream(path, std::ios::binary) << bytes;
+    test::write_file(path, bytes);
     try {
       load_all(path);
       ++loaded;

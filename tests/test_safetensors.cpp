@@ -5,12 +5,11 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "weights/checkpoint.h"
 
 namespace ditkit::weights {
@@ -20,12 +19,10 @@ namespace fs = std::filesystem;
 
 const std::string kGolden = std::string(DITKIT_TEST_DATA) + "/golden/";
 
-std::string temp_path(const std::string& name) { return testing::TempDir() + "ditkit_st_" + name; }
+using test::error_of;
+using test::read_file;
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+std::string temp_path(const std::string& name) { return test::temp_path("st_" + name); }
 
 // A safetensors file from its parts: u64 LE header length, header text, data block.
 std::string write_raw(const std::string& name, const std::string& header, const std::string& data,
@@ -33,19 +30,7 @@ std::string write_raw(const std::string& name, const std::string& header, const 
   const uint64_t len = header_len_field == UINT64_MAX ? header.size() : header_len_field;
   std::string bytes(8, '\0');
   for (int i = 0; i < 8; ++i) bytes[i] = char(len >> (8 * i));
-  const std::string path = temp_path(name);
-  std::ofstream(path, std::ios::binary) << bytes + header + data;
-  return path;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ditkit::Error thrown";
-  return "";
+  return test::write_temp("st_" + name, bytes + header + data);
 }
 
 // Opens like a user would and loads everything, so that lazy errors surface too.
@@ -92,7 +77,7 @@ TEST(Safetensors, RoundTripsEveryDtypeBitExactWithMetadata) {
 
   // The file itself: header padded to 8, data packed without gaps by element size (largest
   // first) then name, so every tensor is aligned to its element size and viewed zero-copy.
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = read_file(path);
   uint64_t header_len = 0;
   std::memcpy(&header_len, bytes.data(), 8);
   EXPECT_EQ(header_len % 8, 0u);
@@ -247,23 +232,23 @@ TEST(Safetensors, BrokenFilesFailNamingFileTensorAndProblem) {
 
 TEST(Safetensors, ShortAndGarbageFilesFailNamingTheFile) {
   const std::string short_path = temp_path("short.safetensors");
-  std::ofstream(short_path, std::ios::binary) << "abc";
+  test::write_file(short_path, "abc");
   std::string msg = error_of([&] { Checkpoint::open(short_path); });
   EXPECT_NE(msg.find(short_path), std::string::npos) << msg;
   EXPECT_NE(msg.find("shorter than the 8-byte header length"), std::string::npos) << msg;
 
   const std::string empty_path = temp_path("empty.safetensors");
-  std::ofstream(empty_path, std::ios::binary).flush();
+  test::write_file(empty_path, "");
   msg = error_of([&] { Checkpoint::open(empty_path); });
   EXPECT_NE(msg.find(empty_path), std::string::npos) << msg;
 
   // Every truncation of a valid file fails cleanly (or still parses, when only padding is lost).
   const std::string good = temp_path("good.safetensors");
   save_safetensors(good, {{"a", Tensor::from_vector({1, 2, 3}, {3})}, {"b", Tensor::from_vector({4}, {1})}});
-  const std::string bytes = read_bytes(good);
+  const std::string bytes = read_file(good);
   const std::string cut = temp_path("cut.safetensors");
   for (size_t n = 0; n < bytes.size(); ++n) {
-    std::ofstream(cut, std::ios::binary) << bytes.substr(0, n);
+    test::write_file(cut, bytes.substr(0, n));
     msg = error_of([&] { open_and_load(cut); });
     EXPECT_NE(msg.find(cut), std::string::npos) << n << ": " << msg;
   }

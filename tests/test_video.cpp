@@ -1,35 +1,21 @@
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include "io/video.h"
+#include "test_util.h"
 
 using namespace ditkit;
 namespace fs = std::filesystem;
 
 namespace {
 
-class VideoTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("ditkit_video_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  int file_count() const {
-    int n = 0;
-    for (const auto& entry : fs::directory_iterator(dir_)) n += entry.is_regular_file();
-    return n;
-  }
+using test::expect_error;
+using test::read_file;
+using test::write_file;
 
-  fs::path dir_;
-};
+class VideoTest : public test::TempDirTest {};
 
 // A coloured 16x12 square moving right over a gradient background.
 Image moving_square(int w, int h, int t) {
@@ -57,21 +43,6 @@ double psnr(const Image& a, const Image& b) {
       }
   double mse = se / (double(a.width) * a.height * a.channels);
   return mse == 0 ? 99.0 : 10.0 * std::log10(255.0 * 255.0 / mse);
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-template <typename Fn>
-void expect_error(Fn fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown, expected one mentioning " << needle;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace
@@ -175,14 +146,14 @@ TEST_F(VideoTest, FailedWriteLeavesNoFileAndKeepsExisting) {
   EXPECT_FALSE(fs::exists(path("new.mp4")));
   EXPECT_EQ(file_count(), 0);
 
-  std::ofstream(path("old.mp4")) << "previous result";
+  write_file(path("old.mp4"), "previous result");
   expect_error([&] { write_video(path("old.mp4"), failing(5)); }, "decoder failed at frame 5");
-  EXPECT_EQ(read_text(path("old.mp4")), "previous result");
+  EXPECT_EQ(read_file(path("old.mp4")), "previous result");
 
   // Frames of changing size are refused the same way.
   std::vector<Image> mixed = {moving_square(64, 48, 0), moving_square(32, 24, 0)};
   expect_error([&] { write_video(path("old.mp4"), mixed); }, "frame 1 is 32x24x3");
-  EXPECT_EQ(read_text(path("old.mp4")), "previous result");
+  EXPECT_EQ(read_file(path("old.mp4")), "previous result");
   EXPECT_EQ(file_count(), 1);
 
   VideoOptions bad;
@@ -197,14 +168,14 @@ TEST_F(VideoTest, GarbageAndMissingFilesThrowNamingTheFile) {
   expect_error([&] { read_video_frames(path("missing.mp4")); }, "missing.mp4");
   std::string garbage(4096, '\0');
   for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = char(i * 37 + 11);
-  std::ofstream(path("garbage.mp4"), std::ios::binary) << garbage;
+  write_file(path("garbage.mp4"), garbage);
   expect_error([&] { read_video_frames(path("garbage.mp4")); }, "garbage.mp4");
 
   // A real MP4 cut in half (its index is at the end) is refused too.
   std::vector<Image> frames(3, moving_square(64, 48, 0));
   write_video(path("full.mp4"), frames);
-  std::string bytes = read_text(path("full.mp4"));
-  std::ofstream(path("cut.mp4"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  std::string bytes = read_file(path("full.mp4"));
+  write_file(path("cut.mp4"), bytes.substr(0, bytes.size() / 2));
   expect_error([&] { read_video_frames(path("cut.mp4")); }, "cut.mp4");
 
   // Damaged bytes anywhere either still decode or throw Error; they never crash.
@@ -216,7 +187,7 @@ TEST_F(VideoTest, GarbageAndMissingFilesThrowNamingTheFile) {
       seed = seed * 1664525u + 1013904223u;
       damaged[seed % damaged.size()] = char(seed >> 24);
     }
-    std::ofstream(path("damaged.mp4"), std::ios::binary) << damaged;
+    write_file(path("damaged.mp4"), damaged);
     try {
       for (const Image& frame : read_video_frames(path("damaged.mp4"))) ASSERT_EQ(frame.channels, 3);
     } catch (const Error& e) {

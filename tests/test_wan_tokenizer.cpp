@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "text/clean.h"
 #include "text/tokenizer.h"
 #include "weights/checkpoint.h"
@@ -20,6 +21,7 @@ namespace {
 
 using namespace ditkit;
 using namespace ditkit::text;
+using test::error_of;
 
 const std::string kDir = std::string(DITKIT_TEST_DATA) + "/golden/wan_tiny/tokenizer/";
 
@@ -49,15 +51,6 @@ std::string run_step(Fn&& fn, const std::string& text) {
 }
 
 std::string fix_text(const std::string& text) { return run_step(ftfy::fix_text, text); }
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 TEST(WanTokenizerGolden, CleaningIdsMaskAndSeqLen) {
   const auto ck = weights::Checkpoint::open(kDir + "io.safetensors");
@@ -221,8 +214,7 @@ std::string write_tokenizer_json(const SpmModel& m, bool byte_fallback, const st
           {{"type", "Replace"}, {"pattern", {{"Regex", " {2,}"}}}, {"content", "\u2581"}}}}}},
       {"pre_tokenizer", {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "always"}, {"split", true}}},
       {"model", {{"type", "Unigram"}, {"unk_id", m.unk_id}, {"vocab", vocab}, {"byte_fallback", byte_fallback}}}};
-  const auto dir = std::filesystem::temp_directory_path() / ("ditkit_test_tokenizer_" + name);
-  std::filesystem::create_directories(dir);
+  const auto dir = test::fresh_dir("tokenizer_" + name);
   std::ofstream(dir / "tokenizer.json") << j.dump();
   return dir.string();
 }
@@ -252,8 +244,7 @@ TEST(WanTokenizer, TokenizerJsonMatchesSpieceModel) {
   const std::vector<int64_t> emoji_bytes = spm->encode_pieces("cat \U0001F431");
   EXPECT_EQ(std::vector<int64_t>(emoji_bytes.end() - 4, emoji_bytes.end()), (std::vector<int64_t>{3 + 0xF0, 3 + 0x9F, 3 + 0x90, 3 + 0xB1}));
 
-  const auto bad_dir = std::filesystem::temp_directory_path() / "ditkit_test_tokenizer_bad";
-  std::filesystem::create_directories(bad_dir);
+  const auto bad_dir = test::fresh_dir("tokenizer_bad");
   std::ofstream(bad_dir / "tokenizer.json") << R"({"model": {"type": "BPE"}})";
   const std::string bpe = error_of([&] { load_t5_tokenizer(bad_dir.string()); });
   EXPECT_NE(bpe.find((bad_dir / "tokenizer.json").string()), std::string::npos);
@@ -263,7 +254,7 @@ TEST(WanTokenizer, TokenizerJsonMatchesSpieceModel) {
   std::ofstream(bad_dir / "tokenizer.json") << "{ truncated";
   EXPECT_NE(error_of([&] { load_t5_tokenizer(bad_dir.string()); }).find("not a valid tokenizer.json"), std::string::npos);
   for (const char* name : {"byte_fallback", "no_byte_fallback", "bad"})
-    std::filesystem::remove_all(std::filesystem::temp_directory_path() / (std::string("ditkit_test_tokenizer_") + name));
+    std::filesystem::remove_all(test::temp_path(std::string("tokenizer_") + name));
 }
 
 TEST(WanClean, CurlyQuotes) {

@@ -87,6 +87,25 @@ int hex_value(char32_t c) {
   return -1;
 }
 
+// Copies `text`, replacing the references that start at its '&'s: `decode(i, out)` appends the
+// replacement of the one at i and returns the index after it, or returns i, appending nothing,
+// to keep the '&' as text.
+template <typename Decode>
+std::u32string replace_references(std::u32string_view text, Decode&& decode) {
+  std::u32string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const size_t next = text[i] == U'&' ? decode(i, out) : i;
+    if (next == i) {
+      out.push_back(text[i++]);
+    } else {
+      i = next;
+    }
+  }
+  return out;
+}
+
 // sloppy-windows-1252: Windows-1252 whose five undefined bytes keep their Latin-1 meaning; its
 // 0x80..0x9F part is also Python's html._invalid_charrefs table.
 constexpr const Charmap& kSloppyCp1252 = kCharmaps[1];
@@ -434,24 +453,14 @@ std::u32string python_strip(std::u32string_view text) {
 // Python: re.sub(r'&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)', _replace_charref, s)
 std::u32string html_unescape(std::u32string_view text) {
   if (!contains(text, U'&')) return std::u32string(text);
-  std::u32string out;
-  out.reserve(text.size());
   const size_t n = text.size();
-  size_t i = 0;
-  while (i < n) {
-    if (text[i] != U'&') {
-      out.push_back(text[i++]);
-      continue;
-    }
-    size_t j = i + 1;
+  return replace_references(text, [&](size_t i, std::u32string& out) {
+    const size_t j = i + 1;
     if (j < n && text[j] == U'#') {
       // Decimal first, then hex; the value saturates above U+10FFFF (Python ints do not).
       const bool hex = j + 2 < n && (text[j + 1] == U'x' || text[j + 1] == U'X') && hex_value(text[j + 2]) >= 0;
       const bool dec = j + 1 < n && text[j + 1] >= U'0' && text[j + 1] <= U'9';
-      if (!dec && !hex) {
-        out.push_back(text[i++]);
-        continue;
-      }
+      if (!dec && !hex) return i;
       size_t k = dec ? j + 1 : j + 2;
       const int base = dec ? 10 : 16;
       char32_t num = 0;
@@ -462,15 +471,11 @@ std::u32string html_unescape(std::u32string_view text) {
       }
       if (k < n && text[k] == U';') ++k;
       out += numeric_charref(num);
-      i = k;
-      continue;
+      return k;
     }
     size_t k = j;
     while (k < n && k - j < 32 && !contains(U"\t\n\f <&#;", text[k])) ++k;
-    if (k == j) {
-      out.push_back(text[i++]);
-      continue;
-    }
+    if (k == j) return i;
     if (k < n && text[k] == U';') ++k;
     const std::u32string_view name = text.substr(j, k - j);
     if (const std::u32string* value = find_entity(html5_entities(), name)) {
@@ -488,9 +493,8 @@ std::u32string html_unescape(std::u32string_view text) {
         out += name;
       }
     }
-    i = k;
-  }
-  return out;
+    return k;
+  });
 }
 
 namespace ftfy {
@@ -498,24 +502,14 @@ namespace ftfy {
 // HTML_ENTITY_RE = r"&#?[0-9A-Za-z]{1,24};": known ";"-terminated names (and ftfy's all-caps
 // variants) are decoded; numeric references only when html.unescape consumes the ";".
 std::u32string unescape_html(std::u32string_view text) {
-  std::u32string out;
-  out.reserve(text.size());
   const size_t n = text.size();
-  size_t i = 0;
-  while (i < n) {
-    if (text[i] != U'&') {
-      out.push_back(text[i++]);
-      continue;
-    }
+  return replace_references(text, [&](size_t i, std::u32string& out) {
     const bool numeric = i + 1 < n && text[i + 1] == U'#';
     const size_t start = i + (numeric ? 2 : 1);
     size_t k = start;
     while (k < n && k - start < 25 && is_ascii_alnum(text[k])) ++k;
     const size_t len = k - start;
-    if (len < 1 || len > 24 || k >= n || text[k] != U';') {
-      out.push_back(text[i++]);
-      continue;
-    }
+    if (len < 1 || len > 24 || k >= n || text[k] != U';') return i;
     const std::u32string_view entity = text.substr(i, k + 1 - i);
     if (numeric) {
       const std::u32string decoded = html_unescape(entity);
@@ -527,9 +521,8 @@ std::u32string unescape_html(std::u32string_view text) {
     } else {
       out += entity;
     }
-    i = k + 1;
-  }
-  return out;
+    return k + 1;
+  });
 }
 
 // BADNESS_RE of ftfy/badness.py, alternative by alternative, tried at every position.

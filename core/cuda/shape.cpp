@@ -2,35 +2,14 @@
 #include <climits>
 
 #include "core/cuda/host.h"
+#include "core/shape_common.h"
 
 namespace ditkit::cuda {
 
-Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
-  Shape shape = xs[0].shape();
-  shape[size_t(dim)] = 0;
-  for (const Tensor& t : xs) shape[size_t(dim)] += t.dim(dim);
-  Tensor out = Tensor::empty(shape, xs[0].dtype(), xs[0].device());
-  int64_t at = 0;
-  for (const Tensor& t : xs) {
-    Tensor part = out.narrow(dim, at, t.dim(dim));
-    copy_(part, t);
-    at += t.dim(dim);
-  }
-  return out;
-}
+Tensor concat(const std::vector<Tensor>& xs, int64_t dim) { return concat_by_copy(xs, dim, copy_); }
 
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, float value) {
-  Shape shape = x.shape();
-  for (size_t i = 0; i < pads.size() / 2; ++i) shape[shape.size() - 1 - i] += pads[2 * i] + pads[2 * i + 1];
-  Tensor out = Tensor::empty(shape, x.dtype(), x.device());
-  fill_(out, value);
-  Tensor inner = out;
-  for (size_t i = 0; i < pads.size() / 2; ++i) {
-    int64_t d = x.ndim() - 1 - int64_t(i);
-    inner = inner.narrow(d, pads[2 * i], x.dim(d));
-  }
-  copy_(inner, x);
-  return out;
+  return pad_by_copy(x, pads, value, copy_, fill_);
 }
 
 Tensor embedding(const Tensor& table, const Tensor& ids, DType out_dtype) {

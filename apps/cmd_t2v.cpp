@@ -1,0 +1,202 @@
+// ditkit t2v: Wan2.1 text-to-video as the official pipeline runs it (wan/text2video.py):
+// umT5 contexts for the prompt and the negative prompt, flow sampling with classifier-free
+// guidance, Wan VAE decode, frames written as MP4 or PNGs. Also `ditkit decode`.
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "apps/commands.h"
+#include "apps/components.h"
+#include "core/ops.h"
+#include "core/progress.h"
+#include "dit/wan.h"
+#include "io/image.h"
+#include "io/video.h"
+#include "samplers/denoise.h"
+#include "samplers/torch_rng.h"
+#include "text/tokenizer.h"
+#include "text/umt5.h"
+#include "vae/wan_vae.h"
+#include "weights/checkpoint.h"
+
+namespace ditkit::apps {
+namespace {
+
+// wan/configs/shared_config.py sample_neg_prompt.
+const char* kWanNegativePrompt =
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，"
+    "残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，"
+    "三条腿，背景人很多，倒着走";
+
+struct T2vOptions {
+  std::string prompt, negative_prompt = kWanNegativePrompt;
+  std::string model, dit, text_encoder, vae, tokenizer;
+  int64_t frames = 81, width = 832, height = 480;
+  int steps = 50;
+  double cfg = 5.0, shift = 5.0;
+  std::string sampler = "unipc";
+  int64_t seed = -1;
+  std::string noise, attention = "dense", out = "video.mp4", save_latents;
+  int64_t max_sequence_length = 0;
+  double fps = 16;
+  int crf = 18;
+};
+
+struct VideoOutput {
+  std::string path;
+  double fps = 16;
+  int crf = 18;
+};
+
+// A .mp4 (or other container) file, or a PNG per frame when the path holds a %d pattern.
+void write_frames(const Tensor& video, const VideoOutput& out, const PngText& text) {
+  auto frames = video_tensor_frames(video);
+  if (out.path.find('%') != std::string::npos) {
+    Image frame;
+    int64_t index = 0;
+    while (frames(frame)) write_png(format_frame_path(out.path, index++), frame, text);
+    return;
+  }
+  VideoOptions options;
+  options.fps = out.fps;
+  options.crf = out.crf;
+  write_video(out.path, frames, options);
+}
+
+// --noise: one tensor of the latent shape, with or without a leading batch dimension of 1.
+Tensor read_noise(const std::string& path, const Shape& shape) {
+  auto ck = weights::Checkpoint::open(path);
+  DK_CHECK(ck.size() == 1, "--noise ", path, ": expected one tensor, found ", ck.size());
+  Tensor t = ck.get(ck.names().front());
+  if (t.ndim() == int64_t(shape.size()) + 1 && t.dim(0) == 1) t = t.squeeze(0);
+  DK_CHECK(t.shape() == shape, "--noise ", path, ": tensor '", ck.names().front(), "' has shape ",
+           shape_str(t.shape()), ", expected ", shape_str(shape), " (or with a leading 1)");
+  return t.to(DType::F32).contiguous();
+}
+
+void check_size(const T2vOptions& o) {
+  DK_CHECK(o.frames >= 1 && (o.frames - 1) % 4 == 0, "--frames ", o.frames, ": must be 4k+1 (1, 5, ..., 81)");
+  DK_CHECK(o.width > 0 && o.width % 16 == 0, "-W/--width ", o.width, ": must be a positive multiple of 16");
+  DK_CHECK(o.height > 0 && o.height % 16 == 0, "-H/--height ", o.height, ": must be a positive multiple of 16");
+  DK_CHECK(o.steps >= 1, "--steps must be at least 1");
+  DK_CHECK(o.attention == "dense", "--attention ", o.attention, ": only 'dense' is available in this build");
+}
+
+void run_t2v(const T2vOptions& o, const GlobalOptions& global) {
+  Device device = apply_global_options(global);
+  check_size(o);
+  auto kind = samplers::parse_sampler(o.sampler);
+  auto need = [&](const std::string& flag_value, const char* flag) {
+    DK_CHECK(!flag_value.empty() || !o.model.empty(), "give --model DIR or ", flag);
+    return flag_value.empty() ? o.model : flag_value;
+  };
+  auto dit_c = load_family(need(o.dit, "--dit"), weights::Family::wan_dit, o.dit.empty() ? "--model" : "--dit");
+  auto t5_c = load_family(need(o.text_encoder, "--text-encoder"), weights::Family::umt5,
+                          o.text_encoder.empty() ? "--model" : "--text-encoder");
+  auto vae_c = load_family(need(o.vae, "--vae"), weights::Family::wan_vae, o.vae.empty() ? "--model" : "--vae");
+  std::string tok_path = find_tokenizer(need(o.tokenizer, "--tokenizer"), o.tokenizer.empty() ? "--model" : "--tokenizer");
+  const auto& dit_cfg = dit_c.config.as<weights::WanDitConfig>();
+  const auto& vae_cfg = vae_c.config.as<weights::WanVaeConfig>();
+  int64_t text_len = o.max_sequence_length > 0 ? o.max_sequence_length : dit_cfg.text_len;
+
+  // Text.
+  auto tokenizer = text::load_t5_tokenizer(tok_path);
+  text::UMT5Encoder t5(*t5_c.weights, t5_c.config.as<weights::T5Config>(), device);
+  auto batch = tokenizer->encode_batch({o.prompt, o.negative_prompt}, text_len);
+  auto contexts = t5.encode(batch.ids.to(device), batch.mask.to(device));
+
+  // Noise.
+  Shape latent{vae_cfg.z_dim, (o.frames - 1) / 4 + 1, o.height / 8, o.width / 8};
+  int64_t seed = o.seed;
+  if (o.noise.empty() && seed < 0) {
+    seed = int64_t(std::random_device{}() & 0x7fffffff);
+    std::fprintf(stderr, "seed: %lld\n", static_cast<long long>(seed));
+  }
+  Tensor x = o.noise.empty() ? samplers::TorchGenerator(uint64_t(seed)).randn(latent) : read_noise(o.noise, latent);
+  x = x.to(device);
+
+  // Denoising.
+  dit::WanModel model(*dit_c.weights, dit_cfg, device);
+  samplers::FlowSampler sampler(kind, samplers::wan_schedule(kind, o.steps, o.shift));
+  Progress progress(o.steps, "denoise", {stderr, global.verbose});
+  auto velocity = [&](const Tensor& xt, int step, bool cond) {
+    return model.forward(xt, sampler.schedule().timesteps[step], contexts[cond ? 0 : 1], step);
+  };
+  Tensor latents = samplers::denoise(sampler, x, velocity, o.cfg, &progress);
+  progress.finish();
+  if (!o.save_latents.empty()) weights::save_safetensors(o.save_latents, {{"latents", latents}});
+
+  // Frames.
+  vae::WanVAE vae(*vae_c.weights, vae_cfg, device);
+  Tensor video = vae.decode(latents);
+  auto text = generation_text(o.prompt, o.negative_prompt,
+                                  {{"model", "wan2.1-t2v"},
+                                   {"steps", std::to_string(o.steps)},
+                                   {"sampler", samplers::sampler_name(kind)},
+                                   {"cfg", std::to_string(o.cfg)},
+                                   {"shift", std::to_string(o.shift)},
+                                   {"seed", o.noise.empty() ? std::to_string(seed) : "noise file " + o.noise},
+                                   {"size", std::to_string(o.width) + "x" + std::to_string(o.height)},
+                                   {"frames", std::to_string(o.frames)},
+                                   {"attention", o.attention}});
+  write_frames(video, {o.out, o.fps, o.crf}, text);
+  if (global.verbose) std::fprintf(stderr, "wrote %s\n", o.out.c_str());
+}
+
+}  // namespace
+
+void register_t2v(CLI::App& app, const GlobalOptions& global) {
+  auto o = std::make_shared<T2vOptions>();
+  auto* cmd = app.add_subcommand("t2v", "Wan2.1 text-to-video");
+  cmd->add_option("-p,--prompt", o->prompt, "what the video shows")->required();
+  cmd->add_option("-n,--negative-prompt", o->negative_prompt, "(default: the official Wan negative prompt)");
+  cmd->add_option("--model", o->model, "model folder (official, diffusers or ComfyUI files)");
+  cmd->add_option("--dit", o->dit, "DiT weights (file or folder); overrides --model");
+  cmd->add_option("--text-encoder", o->text_encoder, "umT5 weights; overrides --model");
+  cmd->add_option("--vae", o->vae, "Wan VAE weights; overrides --model");
+  cmd->add_option("--tokenizer", o->tokenizer, "spiece.model, tokenizer.json or their folder");
+  cmd->add_option("--frames", o->frames, "number of frames (4k+1)")->capture_default_str();
+  cmd->add_option("-W,--width", o->width, "width in pixels (multiple of 16)")->capture_default_str();
+  cmd->add_option("-H,--height", o->height, "height in pixels (multiple of 16)")->capture_default_str();
+  cmd->add_option("--steps", o->steps, "sampling steps")->capture_default_str();
+  cmd->add_option("--cfg", o->cfg, "classifier-free guidance scale")->capture_default_str();
+  cmd->add_option("--shift", o->shift, "timestep shift")->capture_default_str();
+  cmd->add_option("--sampler", o->sampler, "unipc, dpm++ or euler")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "noise seed (torch CPU generator; default random)");
+  cmd->add_option("--noise", o->noise, "start from this noise tensor (safetensors, one tensor)");
+  cmd->add_option("--attention", o->attention, "attention kind")->capture_default_str();
+  cmd->add_option("--max-sequence-length", o->max_sequence_length, "text length (default: the model's text_len)");
+  cmd->add_option("-o,--out", o->out, "video.mp4 or frame_%04d.png")->capture_default_str();
+  cmd->add_option("--fps", o->fps, "frames per second of the MP4")->capture_default_str();
+  cmd->add_option("--crf", o->crf, "H.264 quality (0 lossless .. 51)")->capture_default_str();
+  cmd->add_option("--save-latents", o->save_latents, "also save the final latents (safetensors)");
+  cmd->callback([o, &global] { run_t2v(*o, global); });
+}
+
+void register_decode(CLI::App& app, const GlobalOptions& global) {
+  struct DecodeOptions {
+    std::string vae, latents, out = "video.mp4";
+    double fps = 16;
+    int crf = 18;
+  };
+  auto o = std::make_shared<DecodeOptions>();
+  auto* cmd = app.add_subcommand("decode", "decode saved Wan latents with the VAE");
+  cmd->add_option("--vae", o->vae, "Wan VAE weights (file or folder)")->required();
+  cmd->add_option("--latents", o->latents, "latents saved by t2v --save-latents")->required();
+  cmd->add_option("-o,--out", o->out, "video.mp4 or frame_%04d.png")->capture_default_str();
+  cmd->add_option("--fps", o->fps, "frames per second of the MP4")->capture_default_str();
+  cmd->add_option("--crf", o->crf, "H.264 quality (0 lossless .. 51)")->capture_default_str();
+  cmd->callback([o, &global] {
+    Device device = apply_global_options(global);
+    auto vae_c = load_family(o->vae, weights::Family::wan_vae, "--vae");
+    auto ck = weights::Checkpoint::open(o->latents);
+    DK_CHECK(ck.size() == 1, "--latents ", o->latents, ": expected one tensor, found ", ck.size());
+    Tensor z = ck.get(ck.names().front());
+    if (z.ndim() == 5 && z.dim(0) == 1) z = z.squeeze(0);
+    DK_CHECK(z.ndim() == 4, "--latents ", o->latents, ": expected [C, T, H, W], got ", z.str());
+    vae::WanVAE vae(*vae_c.weights, vae_c.config.as<weights::WanVaeConfig>(), device);
+    write_frames(vae.decode(z.to(DType::F32).to(device)), {o->out, o->fps, o->crf}, {});
+  });
+}
+
+}  // namespace ditkit::apps

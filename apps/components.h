@@ -1,0 +1,17 @@
+// Finding one model component (by family) in what the user pointed at: a file, a sharded
+// index, or a model folder (official, diffusers, ComfyUI).
+#pragma once
+#include <string>
+
+#include "weights/model_files.h"
+
+namespace ditkit::apps {
+
+// The first component of `family` under `path`; throws naming `flag` and the path when none is
+// found or its config cannot be determined.
+weights::LoadedComponent load_family(const std::string& path, weights::Family family, const std::string& flag);
+
+// The tokenizer under `path` (spiece.model, tokenizer.json or a folder holding one).
+std::string find_tokenizer(const std::string& path, const std::string& flag);
+
+}  // namespace ditkit::apps

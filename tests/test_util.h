@@ -1,0 +1,101 @@
+// Helpers shared by the tests: temporary files and folders, whole-file reads and writes, and
+// checks on the ditkit::Error a call throws. Header-only; every test is its own executable.
+//
+// Temporary paths carry the process id, so that two test processes running at once (ctest -j,
+// or a test run beside another build's) never share a file: a file one process has mapped must
+// not be truncated by the other.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <initializer_list>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace ditkit::test {
+
+// <gtest temp dir>/ditkit_<pid>_<name>: a path of this process only (nothing is created).
+inline std::string temp_path(const std::string& name) {
+  return testing::TempDir() + "ditkit_" + std::to_string(getpid()) + "_" + name;
+}
+
+// A fresh, empty folder at temp_path(name) (what an earlier run left there is removed).
+inline std::filesystem::path fresh_dir(const std::string& name) {
+  const std::filesystem::path dir = temp_path(name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// Replaces the file's contents with `bytes`.
+inline void write_file(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+inline void write_bytes(const std::filesystem::path& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+}
+
+// Writes `bytes` to temp_path(name) and returns that path.
+inline std::string write_temp(const std::string& name, const std::string& bytes) {
+  const std::string path = temp_path(name);
+  write_file(path, bytes);
+  return path;
+}
+
+// The whole file ("" / empty when it cannot be read).
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+inline std::vector<uint8_t> read_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The message of the ditkit::Error that `f` throws ("" with a test failure when none is thrown).
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ditkit::Error thrown";
+  return "";
+}
+
+// Expects `f` to throw a ditkit::Error whose message contains every one of `parts`.
+inline void expect_error(const std::function<void()>& f, std::initializer_list<std::string> parts) {
+  const std::string msg = error_of(f);
+  for (const std::string& part : parts)
+    EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
+}
+inline void expect_error(const std::function<void()>& f, const std::string& part) { expect_error(f, {part}); }
+
+// A fixture with a fresh folder per test (named after the suite, test and process), removed after it.
+class TempDirTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    const testing::TestInfo* info = testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fresh_dir(std::string(info->test_suite_name()) + "_" + info->name());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  // Regular files in the folder.
+  int file_count() const {
+    int n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_)) n += entry.is_regular_file();
+    return n;
+  }
+
+  std::filesystem::path dir_;
+};
+
+}  // namespace ditkit::test
