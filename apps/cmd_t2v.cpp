@@ -95,9 +95,11 @@ void run_t2v(const T2vOptions& o, const GlobalOptions& global) {
                           o.text_encoder.empty() ? "--model" : "--text-encoder");
   auto vae_c = load_family(need(o.vae, "--vae"), weights::Family::wan_vae, o.vae.empty() ? "--model" : "--vae");
   std::string tok_path = find_tokenizer(need(o.tokenizer, "--tokenizer"), o.tokenizer.empty() ? "--model" : "--tokenizer");
-  const auto& dit_cfg = dit_c.config.as<weights::WanDitConfig>();
+  auto dit_cfg = dit_c.config.as<weights::WanDitConfig>();
   const auto& vae_cfg = vae_c.config.as<weights::WanVaeConfig>();
-  int64_t text_len = o.max_sequence_length > 0 ? o.max_sequence_length : dit_cfg.text_len;
+  // The text length is both the tokenizer's padding and the rows the DiT pads the context to.
+  if (o.max_sequence_length > 0) dit_cfg.text_len = o.max_sequence_length;
+  const int64_t text_len = dit_cfg.text_len;
 
   // Text.
   auto tokenizer = text::load_t5_tokenizer(tok_path);

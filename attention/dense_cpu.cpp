@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <numbers>
 #include <vector>
 
 #include "attention/dense.h"
@@ -200,7 +201,7 @@ Tensor dense_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, fl
   Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   const int64_t B = q.dim(0), Lq = q.dim(1), H = q.dim(2), D = q.dim(3);
   const Problem pb{Operand(q), Operand(k), Operand(v), static_cast<char*>(out.raw()), out.dtype(),
-                   Lq, H, D, keys, scale * float(M_LOG2E)};
+                   Lq, H, D, keys, scale * std::numbers::log2e_v<float>};
   const int64_t tiles = (Lq + kQueryTile - 1) / kQueryTile;
   parallel_for(0, B * H * tiles, 1, [&](int64_t begin, int64_t end) {
     Scratch w(D);

@@ -174,10 +174,12 @@ TEST(AttentionDense, MatchesNaiveOnOddShapes) {
     int64_t B, Lq, Lk, H, D, valid_keys;
     float scale;
   };
-  // Tiles are 128 queries x 64 keys: sizes below, at and past them, head_dim off the
-  // 8-lane padding, a single key, and a large scale that makes the online max move a lot.
+  // Tiles are 128 queries x 64 keys (CUDA: 32 x 32): sizes below, at and past them, head_dim
+  // off the 8-lane padding and past the 64-column chunk, a single key, and a large scale that
+  // makes the online max move a lot.
   for (Case c : {Case{1, 1, 1, 1, 8, -1, 0.0f}, Case{2, 70, 131, 3, 20, -1, 0.0f}, Case{1, 64, 64, 2, 64, 50, 0.0f},
-                 Case{1, 129, 65, 2, 128, 65, 0.0f}, Case{2, 33, 200, 1, 3, 130, 3.0f}, Case{1, 5, 300, 2, 16, 1, 0.0f}}) {
+                 Case{1, 129, 65, 2, 128, 65, 0.0f}, Case{1, 257, 70, 1, 72, -1, 0.0f}, Case{2, 33, 200, 1, 3, 130, 3.0f},
+                 Case{1, 5, 300, 2, 16, 1, 0.0f}}) {
     SCOPED_TRACE(testing::Message() << "B " << c.B << " Lq " << c.Lq << " Lk " << c.Lk << " H " << c.H << " D " << c.D
                                     << " valid " << c.valid_keys);
     Tensor q = random_normal({c.B, c.Lq, c.H, c.D}, 1), k = random_normal({c.B, c.Lk, c.H, c.D}, 2),
@@ -243,4 +245,34 @@ TEST(AttentionDense, RejectsBadCalls) {
                 .find("self-attention, layer 0): queries and keys must be the same tokens"),
             std::string::npos);
   EXPECT_EQ(message([&] { attention::attend(q, k, k, {}, site(Role::CrossAttention)); }), "no error");
+}
+
+TEST(AttentionDense, CudaMatchesReferences) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const Device gpu = Device::cuda(0);
+  Golden g = load_golden("dense_joint_t3h6w6_text20v13_suffix");
+  Tensor out = attention::dense_attention(g.q.to(gpu), g.k.to(gpu), g.v.to(gpu), 0.0f, g.valid_keys);
+  EXPECT_TRUE(out.device() == gpu);
+  Mismatch e = compare(to_double(g.out), out, 32);
+  EXPECT_LE(e.max_abs, std::max(1e-5, 1e-4 * e.max_ref));
+  for (auto [dtype, tol] : {std::pair{DType::BF16, 2e-2}, std::pair{DType::F16, 5e-3}}) {
+    Tensor half = attention::dense_attention(g.q.to(dtype).to(gpu), g.k.to(dtype).to(gpu), g.v.to(dtype).to(gpu),
+                                             0.0f, g.valid_keys);
+    EXPECT_EQ(half.dtype(), dtype);
+    Mismatch eh = compare(to_double(g.out), half, 32);
+    EXPECT_LE(eh.max_abs, tol) << dtype_name(dtype);
+    EXPECT_GE(eh.min_cos, 0.999) << dtype_name(dtype);
+  }
+  // Strided views, sizes off the 32 x 32 tiles, head_dim 256 (the largest) and 40.
+  for (int64_t D : {int64_t(40), int64_t(256)}) {
+    const int64_t B = 2, Lq = 45, Lk = 77, H = 3;
+    Tensor q = random_normal({B, H, Lq, D}, 9).to(gpu).permute({0, 2, 1, 3});
+    Tensor kv = random_normal({B, Lk, H, 2 * D}, 10).to(gpu);
+    Tensor k = kv.narrow(3, 0, D), v = kv.narrow(3, D, D);
+    ASSERT_FALSE(q.is_contiguous());
+    Tensor got = attention::dense_attention(q, k, v, 0.0f, 70);
+    Tensor qh = q.to(Device::cpu()), kh = k.to(Device::cpu()), vh = v.to(Device::cpu());
+    Mismatch er = compare(naive_attention(qh, kh, vh, 1.0 / std::sqrt(double(D)), 70), got, D);
+    EXPECT_LE(er.max_abs, 2e-6) << "head_dim " << D;
+  }
 }

@@ -197,6 +197,7 @@ TEST(UMT5, BadInputsAreNamed) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("blocks.2.attn.q.weight"), std::string::npos) << e.what();
   }
-  const auto vae = weights::ModelWeights::open(std::string(DITKIT_TEST_DATA) + "/golden/wan_tiny/vae/weights.safetensors");
+  const auto vae =
+      weights::ModelWeights::open(std::string(DITKIT_TEST_DATA) + "/golden/wan_tiny/vae/weights.safetensors");
   EXPECT_THROW(text::UMT5Encoder(vae, golden_config()), Error);
 }

@@ -19,8 +19,8 @@ Tensor relative_position_buckets(int64_t lq, int64_t lk, int64_t num_buckets, in
   for (int64_t q = 0; q < lq; ++q) {
     for (int64_t k = 0; k < lk; ++k) {
       const int64_t rel = k - q, n = std::abs(rel);
-      const int64_t large = max_exact + int64_t(std::log(float(n) / float(max_exact)) / log_range *
-                                                float(half - max_exact));
+      const int64_t large =
+          max_exact + int64_t(std::log(float(n) / float(max_exact)) / log_range * float(half - max_exact));
       b[q * lk + k] = (rel > 0 ? half : 0) + (n < max_exact ? n : std::min(large, half - 1));
     }
   }
@@ -30,8 +30,8 @@ Tensor relative_position_buckets(int64_t lq, int64_t lk, int64_t num_buckets, in
 UMT5Encoder::UMT5Encoder(const weights::ModelWeights& w, const weights::T5Config& c, Device device)
     : config_(c), device_(device) {
   const weights::Family family = w.family();
-  DK_CHECK(family == weights::Family::umt5 || family == weights::Family::t5_xxl,
-           "T5 encoder: checkpoint holds a ", weights::family_name(family), " model, expected umt5 or t5_xxl");
+  DK_CHECK(family == weights::Family::umt5 || family == weights::Family::t5_xxl, "T5 encoder: checkpoint holds a ",
+           weights::family_name(family), " model, expected umt5 or t5_xxl");
   DK_CHECK(c.num_heads > 0 && c.dim_attn % c.num_heads == 0, "T5 encoder: dim_attn ", c.dim_attn,
            " is not a multiple of num_heads ", c.num_heads);
   weights::validate({family, c}, w.shapes(), "T5 encoder");
@@ -71,7 +71,10 @@ const Tensor& UMT5Encoder::pos_table(int64_t block) const {
 }
 
 Tensor UMT5Encoder::position_bias(int64_t block, int64_t lq, int64_t lk) const {
-  const Tensor buckets = relative_position_buckets(lq, lk, config_.num_buckets, config_.max_distance).to(device_);
+  return position_bias(block, relative_position_buckets(lq, lk, config_.num_buckets, config_.max_distance).to(device_));
+}
+
+Tensor UMT5Encoder::position_bias(int64_t block, const Tensor& buckets) const {
   // table[bucket] is [lq, lk, heads]; scores are laid out [heads, lq, lk].
   return ops::embedding(pos_table(block), buckets).permute({2, 0, 1}).unsqueeze(0);
 }
@@ -101,14 +104,15 @@ Tensor UMT5Encoder::forward(const Tensor& ids, const Tensor& mask, std::vector<T
   std::vector<float> key_bias = mask.to_vector();
   for (float& m : key_bias) m = m == 0.0f ? std::numeric_limits<float>::lowest() : 0.0f;
   const Tensor mask_bias = Tensor::from_vector(key_bias, {n, 1, 1, l}).to(device_);
+  const Tensor buckets = relative_position_buckets(l, l, config_.num_buckets, config_.max_distance).to(device_);
   Tensor shared_bias;
-  if (config_.shared_pos) shared_bias = ops::add(position_bias(0, l, l), mask_bias);
+  if (config_.shared_pos) shared_bias = ops::add(position_bias(0, buckets), mask_bias);
 
   Tensor x = ops::embedding(token_embedding_, ids.to(device_));
   if (hidden) hidden->assign({x});
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
-    const Tensor bias = config_.shared_pos ? shared_bias : ops::add(position_bias(int64_t(i), l, l), mask_bias);
+    const Tensor bias = config_.shared_pos ? shared_bias : ops::add(position_bias(int64_t(i), buckets), mask_bias);
     x = ops::add(x, attention(b, ops::rms_norm(x, b.norm1, eps), bias));
     x = ops::add(x, feed_forward(b, ops::rms_norm(x, b.norm2, eps)));
     if (hidden) hidden->push_back(x);

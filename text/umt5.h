@@ -23,8 +23,7 @@ class UMT5Encoder {
  public:
   // Takes the tensors of a umt5 (Wan names) or t5_xxl (transformers names) checkpoint, moved to
   // `device`. Throws naming missing or mis-shaped tensors.
-  UMT5Encoder(const weights::ModelWeights& weights, const weights::T5Config& config,
-              Device device = Device::cpu());
+  UMT5Encoder(const weights::ModelWeights& weights, const weights::T5Config& config, Device device = Device::cpu());
 
   // ids and mask: integer [N, L] (mask 0 marks padding). Returns f32 [N, L, dim] on the
   // encoder's device; padding rows are computed too. `hidden`, when given, receives the
@@ -32,7 +31,8 @@ class UMT5Encoder {
   Tensor forward(const Tensor& ids, const Tensor& mask, std::vector<Tensor>* hidden = nullptr) const;
 
   // What the Wan pipeline feeds the DiT (T5EncoderModel.__call__): forward on the padded
-  // batch, then each prompt's first seq_len = sum(mask > 0) rows, [seq_len, dim] each.
+  // batch, then each prompt's first seq_len = sum(mask > 0) rows, [seq_len, dim] each (views
+  // of the batch output).
   std::vector<Tensor> encode(const Tensor& ids, const Tensor& mask) const;
 
   // Relative position bias used by `block`: f32 [1, heads, lq, lk].
@@ -47,6 +47,7 @@ class UMT5Encoder {
     Tensor pos;  // [num_buckets, heads]; undefined when the table is shared
   };
   const Tensor& pos_table(int64_t block) const;
+  Tensor position_bias(int64_t block, const Tensor& buckets) const;
   Tensor attention(const Block& b, const Tensor& x, const Tensor& bias) const;
   Tensor feed_forward(const Block& b, const Tensor& x) const;
 

@@ -45,6 +45,8 @@ class Checkpoint {
   // Picks the reader by content (magic bytes), not only by extension; errors name the path.
   static Checkpoint open(const std::string& path);
   static Checkpoint open_files(const std::vector<std::string>& paths);
+  // Tensors already in memory (generated weights, tests); get() returns them as they are.
+  static Checkpoint from_tensors(std::map<std::string, Tensor> tensors);
 
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const;
