@@ -22,5 +22,6 @@ Device apply_global_options(const GlobalOptions& opts);
 void register_info(CLI::App& app, const GlobalOptions& global);
 void register_t2v(CLI::App& app, const GlobalOptions& global);
 void register_decode(CLI::App& app, const GlobalOptions& global);
+void register_bench(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace ditkit::apps

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   ditkit::apps::register_info(app, global);
   ditkit::apps::register_t2v(app, global);
   ditkit::apps::register_decode(app, global);
+  ditkit::apps::register_bench(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
