@@ -14,7 +14,7 @@
 
 #include "apps/commands.h"
 #include "core/backend.h"
-#include "core/ops.h"
+#include "core/progress.h"
 #include "core/threadpool.h"
 #include "dit/wan.h"
 #include "samplers/denoise.h"
@@ -31,7 +31,7 @@ struct BenchT2vOptions {
   bool random_weights = false;
   int64_t frames = 17, width = 256, height = 256;
   int steps = 2;
-  int64_t text_len = 0;  // 0 = the DiT's text_len
+  int64_t text_len = 0;  // 0 = the DiT config's text_len
   std::string dtype = "bf16";
   bool skip_text_encoder = false, skip_vae = false;
 };
@@ -118,8 +118,11 @@ void print_memory(const char* stage, size_t bytes, Device device) {
 }
 
 // Builds random weights for `config`, reporting how long that took and resetting the
-// allocator's peak so the stage's figures start here.
+// allocator's peak so the stage's figures start here. The blocks the previous stage freed are
+// given back to the system first: the caching allocator would otherwise keep them resident.
 weights::ModelWeights generate(const char* stage, const weights::ModelConfig& config, DType dtype, Device device) {
+  allocator_release_cached(Device::cpu());
+  if (device.is_cuda()) allocator_release_cached(device);
   Stopwatch clock(Device::cpu());
   auto w = weights::random_model_weights(config, dtype, kSeed);
   std::printf("%s weights: generated %s %s in %.3f s\n", stage, size_str(weight_bytes(w)).c_str(), dtype_name(dtype),
@@ -137,15 +140,16 @@ void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
   DK_CHECK(o.height > 0 && o.height % 16 == 0, "-H/--height ", o.height, ": must be a positive multiple of 16");
   DK_CHECK(o.steps >= 1, "--steps must be at least 1");
   const DType dtype = parse_dtype(o.dtype);
-  const auto dit_config = resolve_config(o.config, weights::Family::wan_dit, "--config");
+  DK_CHECK(o.text_len >= 0, "--text-len ", o.text_len, ": must be positive (0 = the DiT's text_len)");
+  auto dit_config = resolve_config(o.config, weights::Family::wan_dit, "--config");
+  // As `t2v --max-sequence-length`: the tokenizer's padding and the rows the DiT pads the context to.
+  if (o.text_len > 0) std::get<weights::WanDitConfig>(dit_config.params).text_len = o.text_len;
   const auto t5_config = resolve_config(o.text_encoder_config, weights::Family::umt5, "--text-encoder-config");
   const auto vae_config = resolve_config(o.vae_config, weights::Family::wan_vae, "--vae-config");
   const auto& dit_cfg = dit_config.as<weights::WanDitConfig>();
   const auto& t5_cfg = t5_config.as<weights::T5Config>();
   const auto& vae_cfg = vae_config.as<weights::WanVaeConfig>();
-  const int64_t text_len = o.text_len > 0 ? o.text_len : dit_cfg.text_len;
-  DK_CHECK(text_len <= dit_cfg.text_len, "--text-len ", text_len, ": the DiT takes at most ", dit_cfg.text_len,
-           " text tokens");
+  const int64_t text_len = dit_cfg.text_len;
   DK_CHECK(o.skip_text_encoder || t5_cfg.dim == dit_cfg.text_dim, "--text-encoder-config ", o.text_encoder_config,
            ": width ", t5_cfg.dim, " does not match the DiT's text_dim ", dit_cfg.text_dim);
   DK_CHECK(vae_cfg.z_dim == dit_cfg.in_dim, "--vae-config ", o.vae_config, ": z_dim ", vae_cfg.z_dim,
@@ -204,8 +208,10 @@ void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
       if (int(starts.size()) == step) starts.push_back(clock.seconds());
       return model.forward(xt, sampler.schedule().timesteps[step], contexts[cond ? 0 : 1], step);
     };
-    latents = samplers::denoise(sampler, x, velocity, kCfg);
+    Progress progress(o.steps, "denoise");  // drawn on a terminal only
+    latents = samplers::denoise(sampler, x, velocity, kCfg, &progress);
     starts.push_back(clock.seconds());
+    progress.finish();
     for (int i = 0; i < o.steps; ++i) std::printf("step %d/%d: %.3f s\n", i + 1, o.steps, starts[i + 1] - starts[i]);
     const double total = starts.back() - starts.front(), mean = total / o.steps;
     std::printf("denoise: %.3f s for %d steps, %.3f s/step, %.4f it/s\n", total, o.steps, mean, 1.0 / mean);
@@ -239,7 +245,8 @@ void register_bench(CLI::App& app, const GlobalOptions& global) {
   bench->require_subcommand(1);
   auto o = std::make_shared<BenchT2vOptions>();
   auto* cmd = bench->add_subcommand("t2v", "Wan2.1 text-to-video: text encoder, denoising steps, VAE decode");
-  cmd->add_option("--config", o->config, "DiT: wan2.1-t2v-1.3b, wan2.1-t2v-14b or a config.json")->capture_default_str();
+  cmd->add_option("--config", o->config, "DiT: wan2.1-t2v-1.3b, wan2.1-t2v-14b or a config.json")
+      ->capture_default_str();
   cmd->add_option("--text-encoder-config", o->text_encoder_config, "umT5: umt5-xxl or a config.json")
       ->capture_default_str();
   cmd->add_option("--vae-config", o->vae_config, "VAE: wan2.1-vae or a config.json")->capture_default_str();
@@ -248,7 +255,9 @@ void register_bench(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("-W,--width", o->width, "width in pixels (multiple of 16)")->capture_default_str();
   cmd->add_option("-H,--height", o->height, "height in pixels (multiple of 16)")->capture_default_str();
   cmd->add_option("--steps", o->steps, "sampling steps")->capture_default_str();
-  cmd->add_option("--text-len", o->text_len, "text tokens per prompt (default: the DiT's text_len, 512)");
+  cmd->add_option("--text-len", o->text_len,
+                  "text tokens per prompt and DiT context length, as t2v --max-sequence-length (default: the DiT's "
+                  "text_len, 512)");
   cmd->add_option("--dtype", o->dtype, "weight dtype: bf16, f16 or f32")->capture_default_str();
   cmd->add_flag("--skip-text-encoder", o->skip_text_encoder, "use random contexts instead of running umT5");
   cmd->add_flag("--skip-vae", o->skip_vae, "stop after denoising");

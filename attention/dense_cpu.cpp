@@ -18,7 +18,7 @@
 namespace ditkit::attention {
 namespace {
 
-constexpr int64_t kQueryTile = 128;  // query rows per task (each key tile is converted once per task)
+constexpr int64_t kQueryTile = 256;  // query rows per task (each key tile is converted once per task)
 constexpr int64_t kKeyTile = 64;     // keys per step of the online softmax
 constexpr int64_t kLanes = 8;        // head_dim is padded to this so row loops have no tail
 constexpr int64_t kValueChunk = 64;  // output columns kept in registers while keys stream past

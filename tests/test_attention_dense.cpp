@@ -174,7 +174,7 @@ TEST(AttentionDense, MatchesNaiveOnOddShapes) {
     int64_t B, Lq, Lk, H, D, valid_keys;
     float scale;
   };
-  // Tiles are 128 queries x 64 keys (CUDA: 32 x 32): sizes below, at and past them, head_dim
+  // Tiles are 256 queries x 64 keys (CUDA: 32 x 32): sizes below, at and past them, head_dim
   // off the 8-lane padding and past the 64-column chunk, a single key, and a large scale that
   // makes the online max move a lot.
   for (Case c : {Case{1, 1, 1, 1, 8, -1, 0.0f}, Case{2, 70, 131, 3, 20, -1, 0.0f}, Case{1, 64, 64, 2, 64, 50, 0.0f},

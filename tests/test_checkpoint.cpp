@@ -17,14 +17,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kGolden = std::string(DITKIT_TEST_DATA) + "/golden/";
-
-using test::error_of;
-using test::expect_error;
-using test::write_file;
+using namespace ditkit::test;
 
 // A fresh folder per test.
-fs::path make_dir(const std::string& name) { return test::fresh_dir("ckpt_" + name); }
+fs::path make_dir(const std::string& name) { return fresh_dir("ckpt_" + name); }
 
 // Two shards and their index, as diffusers writes them.
 struct Sharded {

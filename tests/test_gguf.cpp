@@ -13,8 +13,7 @@
 namespace ditkit::weights {
 namespace {
 
-using test::error_of;
-using test::write_temp;
+using namespace ditkit::test;
 
 enum : uint32_t { kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kString = 8,
                   kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12 };
@@ -180,9 +179,9 @@ TEST(Gguf, DefaultAlignmentIs32) {
 
 TEST(Gguf, EveryTruncationFailsNamingTheFile) {
   const std::string bytes = tiny_model().build();
-  const std::string path = test::temp_path("gguf_cut.gguf");
+  const std::string path = temp_path("gguf_cut.gguf");
   for (size_t n = 0; n < bytes.size(); n += (n < 600 ? 1 : 7)) {
-    test::write_file(path, bytes.substr(0, n));
+    write_file(path, bytes.substr(0, n));
     const std::string msg = error_of([&] { open_and_load(path); });
     EXPECT_NE(msg.find(path), std::string::npos) << n << ": " << msg;
   }

@@ -15,11 +15,9 @@ using namespace ditkit;
 
 namespace {
 
-using test::expect_error;
-using test::read_bytes;
-using test::write_bytes;
+using namespace ditkit::test;
 
-class ImageTest : public test::TempDirTest {};
+class ImageTest : public TempDirTest {};
 
 Image pattern_image(int w, int h, int c) {
   Image img(w, h, c);

@@ -13,7 +13,7 @@
 
 namespace {
 
-const std::string kGolden = std::string(DITKIT_TEST_DATA) + "/golden/";
+using namespace ditkit::test;
 
 struct CliRun {
   int code = -1;
@@ -110,7 +110,7 @@ TEST(InfoCli, WrongShapesAreReported) {
   for (const auto& name : ck.names()) tensors[name] = ck.get(name);
   tensors["blocks.1.ffn.0.weight"] = tensors["blocks.1.ffn.0.weight"].narrow(0, 0, 255).contiguous();
   tensors.erase("head.head.bias");
-  const std::string path = ditkit::test::temp_path("a3_wrong_shape.safetensors");
+  const std::string path = temp_path("a3_wrong_shape.safetensors");
   weights::save_safetensors(path, tensors);
   CliRun r = run_info(path);
   std::remove(path.c_str());
@@ -133,7 +133,7 @@ TEST(InfoCli, MissingPathAndGarbageFileFailNamingThePath) {
   EXPECT_NE(missing.code, 0);
   EXPECT_TRUE(has(missing, "/nonexistent/dir/model.safetensors")) << missing.output;
   const std::string garbage =
-      ditkit::test::write_temp("a3_garbage.safetensors", "this is not a checkpoint at all, just text");
+      write_temp("a3_garbage.safetensors", "this is not a checkpoint at all, just text");
   CliRun g = run_info(garbage);
   std::remove(garbage.c_str());
   EXPECT_NE(g.code, 0);
@@ -144,7 +144,7 @@ TEST(InfoCli, MissingPathAndGarbageFileFailNamingThePath) {
 // tokenizer in google/umt5-xxl. The folder's config.json belongs to the DiT only.
 TEST(InfoCli, OfficialWanFolder) {
   namespace fs = std::filesystem;
-  const fs::path dir = ditkit::test::fresh_dir("a3_wan_folder");
+  const fs::path dir = fresh_dir("a3_wan_folder");
   fs::create_directories(dir / "google" / "umt5-xxl");
   const fs::path wan = kGolden + "wan_tiny/";
   const std::string shard = "diffusion_pytorch_model-00001-of-00001.safetensors";

@@ -19,7 +19,7 @@ using namespace ditkit::weights;
 
 namespace {
 
-const std::string kGolden = std::string(DITKIT_TEST_DATA) + "/golden/";
+using namespace ditkit::test;
 
 std::map<std::string, Shape> stored_shapes(const std::string& rel) {
   Checkpoint ck = Checkpoint::open(kGolden + rel);
@@ -38,8 +38,6 @@ nlohmann::json read_json(const std::string& rel) {
   std::ifstream in(kGolden + rel);
   return nlohmann::json::parse(in);
 }
-
-using test::error_of;
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
@@ -327,7 +325,7 @@ TEST(Layout, FluxDiffusersSplitAndSwapLoadBack) {
     put(sd + "attn.norm_q.weight", ref.get(so + "norm.query_norm.scale"));
     put(sd + "attn.norm_k.weight", ref.get(so + "norm.key_norm.scale"));
   }
-  const std::string path = test::temp_path("flux_diffusers_tiny.safetensors");
+  const std::string path = temp_path("flux_diffusers_tiny.safetensors");
   save_safetensors(path, out);
   ModelWeights w = ModelWeights::open(path);
   std::remove(path.c_str());
@@ -375,7 +373,7 @@ TEST(Layout, FluxAeDiffusersLoadsBack) {
   }
   ASSERT_TRUE(out.count("decoder.up_blocks.0.upsamplers.0.conv.weight"));
   ASSERT_TRUE(out.count("encoder.mid_block.attentions.0.to_out.0.weight"));
-  const std::string path = test::temp_path("flux_ae_diffusers_tiny.safetensors");
+  const std::string path = temp_path("flux_ae_diffusers_tiny.safetensors");
   save_safetensors(path, out);
   ModelWeights w = ModelWeights::open(path);
   std::remove(path.c_str());
@@ -423,7 +421,7 @@ TEST(Layout, WanVaeDiffusersLoadsBack) {
   ASSERT_TRUE(out.count("decoder.up_blocks.1.resnets.0.conv_shortcut.weight"));
   ASSERT_TRUE(out.count("decoder.up_blocks.2.upsamplers.0.resample.1.weight"));
   ASSERT_TRUE(out.count("encoder.down_blocks.5.time_conv.weight"));
-  const std::string path = test::temp_path("wan_vae_diffusers_tiny.safetensors");
+  const std::string path = temp_path("wan_vae_diffusers_tiny.safetensors");
   save_safetensors(path, out);
   ModelWeights w = ModelWeights::open(path);
   std::remove(path.c_str());
@@ -450,7 +448,7 @@ TEST(ModelFiles, FindsComponentsOfAFolder) {
 
 TEST(ModelFiles, ShardsWithoutIndexFormOneComponent) {
   namespace fs = std::filesystem;
-  const fs::path dir = test::fresh_dir("a3_shards");
+  const fs::path dir = fresh_dir("a3_shards");
   for (const char* n : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "extra.pth",
                         "pytorch_model.bin", "notes.txt"})
     std::ofstream(dir / n) << "x";

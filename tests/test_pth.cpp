@@ -17,9 +17,7 @@ namespace ditkit::weights {
 namespace {
 
 using namespace std::string_literals;
-using test::error_of;
-using test::read_file;
-using test::write_temp;
+using namespace ditkit::test;
 
 std::string fixture(const std::string& name) { return std::string(DITKIT_TEST_DATA) + "/pth/" + name; }
 
@@ -182,10 +180,10 @@ TEST(Pth, BadFilesThrowNamingTheFile) {
 // ditkit::Error (a crash or another exception fails the test).
 TEST(Pth, DamagedFilesNeverCrash) {
   const std::string good = read_file(fixture("tensors.pth"));
-  const std::string path = test::temp_path("pth_damaged.pth");
+  const std::string path = temp_path("pth_damaged.pth");
   int loaded = 0, rejected = 0;
   auto attempt = [&](const std::string& bytes) {
-    test::write_file(path, bytes);
+    write_file(path, bytes);
     try {
       load_all(path);
       ++loaded;

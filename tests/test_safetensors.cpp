@@ -17,12 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kGolden = std::string(DITKIT_TEST_DATA) + "/golden/";
-
-using test::error_of;
-using test::read_file;
-
-std::string temp_path(const std::string& name) { return test::temp_path("st_" + name); }
+using namespace ditkit::test;
 
 // A safetensors file from its parts: u64 LE header length, header text, data block.
 std::string write_raw(const std::string& name, const std::string& header, const std::string& data,
@@ -30,7 +25,7 @@ std::string write_raw(const std::string& name, const std::string& header, const 
   const uint64_t len = header_len_field == UINT64_MAX ? header.size() : header_len_field;
   std::string bytes(8, '\0');
   for (int i = 0; i < 8; ++i) bytes[i] = char(len >> (8 * i));
-  return test::write_temp("st_" + name, bytes + header + data);
+  return write_temp(name, bytes + header + data);
 }
 
 // Opens like a user would and loads everything, so that lazy errors surface too.
@@ -232,13 +227,13 @@ TEST(Safetensors, BrokenFilesFailNamingFileTensorAndProblem) {
 
 TEST(Safetensors, ShortAndGarbageFilesFailNamingTheFile) {
   const std::string short_path = temp_path("short.safetensors");
-  test::write_file(short_path, "abc");
+  write_file(short_path, "abc");
   std::string msg = error_of([&] { Checkpoint::open(short_path); });
   EXPECT_NE(msg.find(short_path), std::string::npos) << msg;
   EXPECT_NE(msg.find("shorter than the 8-byte header length"), std::string::npos) << msg;
 
   const std::string empty_path = temp_path("empty.safetensors");
-  test::write_file(empty_path, "");
+  write_file(empty_path, "");
   msg = error_of([&] { Checkpoint::open(empty_path); });
   EXPECT_NE(msg.find(empty_path), std::string::npos) << msg;
 
@@ -248,7 +243,7 @@ TEST(Safetensors, ShortAndGarbageFilesFailNamingTheFile) {
   const std::string bytes = read_file(good);
   const std::string cut = temp_path("cut.safetensors");
   for (size_t n = 0; n < bytes.size(); ++n) {
-    test::write_file(cut, bytes.substr(0, n));
+    write_file(cut, bytes.substr(0, n));
     msg = error_of([&] { open_and_load(cut); });
     EXPECT_NE(msg.find(cut), std::string::npos) << n << ": " << msg;
   }

@@ -15,16 +15,41 @@
 #include <functional>
 #include <initializer_list>
 #include <iterator>
+#include <mutex>
+#include <set>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "core/error.h"
 
 namespace ditkit::test {
 
-// <gtest temp dir>/ditkit_<pid>_<name>: a path of this process only (nothing is created).
+// The golden checkpoints and their reference outputs (tests/data/golden/).
+inline const std::string kGolden = std::string(DITKIT_TEST_DATA) + "/golden/";
+
+namespace detail {
+// The temporary paths handed out, removed (files or whole folders) when the process exits.
+struct TempPaths {
+  std::mutex mu;
+  std::set<std::string> paths;
+  ~TempPaths() {
+    for (const std::string& path : paths) {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  }
+};
+inline TempPaths temp_paths;
+}  // namespace detail
+
+// <gtest temp dir>/ditkit_<pid>_<name>: a path of this process only (nothing is created there;
+// whatever is, is removed when the process exits).
 inline std::string temp_path(const std::string& name) {
-  return testing::TempDir() + "ditkit_" + std::to_string(getpid()) + "_" + name;
+  std::string path = testing::TempDir() + "ditkit_" + std::to_string(getpid()) + "_" + name;
+  std::lock_guard<std::mutex> lock(detail::temp_paths.mu);
+  detail::temp_paths.paths.insert(path);
+  return path;
 }
 
 // A fresh, empty folder at temp_path(name) (what an earlier run left there is removed).

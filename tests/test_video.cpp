@@ -11,11 +11,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using test::expect_error;
-using test::read_file;
-using test::write_file;
+using namespace ditkit::test;
 
-class VideoTest : public test::TempDirTest {};
+class VideoTest : public TempDirTest {};
 
 // A coloured 16x12 square moving right over a gradient background.
 Image moving_square(int w, int h, int t) {

@@ -21,9 +21,9 @@ namespace {
 
 using namespace ditkit;
 using namespace ditkit::text;
-using test::error_of;
+using namespace ditkit::test;
 
-const std::string kDir = std::string(DITKIT_TEST_DATA) + "/golden/wan_tiny/tokenizer/";
+const std::string kDir = kGolden + "wan_tiny/tokenizer/";
 
 std::string utf8_of(const Tensor& t) {
   EXPECT_EQ(t.dtype(), DType::U8);
@@ -113,7 +113,7 @@ TEST(WanTokenizer, TruncationKeepsEosAndCleaningCanBeOff) {
 TEST(WanTokenizer, ModelErrorsNameTheFile) {
   const std::string missing = kDir + "no_such.model";
   EXPECT_NE(error_of([&] { load_t5_tokenizer(missing); }).find(missing), std::string::npos);
-  const std::string folder = std::string(DITKIT_TEST_DATA) + "/golden/wan_tiny";
+  const std::string folder = kGolden + "wan_tiny";
   const std::string no_model = error_of([&] { load_t5_tokenizer(folder); });
   EXPECT_NE(no_model.find(folder), std::string::npos);
   EXPECT_NE(no_model.find("spiece.model"), std::string::npos);
@@ -214,7 +214,7 @@ std::string write_tokenizer_json(const SpmModel& m, bool byte_fallback, const st
           {{"type", "Replace"}, {"pattern", {{"Regex", " {2,}"}}}, {"content", "\u2581"}}}}}},
       {"pre_tokenizer", {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "always"}, {"split", true}}},
       {"model", {{"type", "Unigram"}, {"unk_id", m.unk_id}, {"vocab", vocab}, {"byte_fallback", byte_fallback}}}};
-  const auto dir = test::fresh_dir("tokenizer_" + name);
+  const auto dir = fresh_dir("tokenizer_" + name);
   std::ofstream(dir / "tokenizer.json") << j.dump();
   return dir.string();
 }
@@ -244,7 +244,7 @@ TEST(WanTokenizer, TokenizerJsonMatchesSpieceModel) {
   const std::vector<int64_t> emoji_bytes = spm->encode_pieces("cat \U0001F431");
   EXPECT_EQ(std::vector<int64_t>(emoji_bytes.end() - 4, emoji_bytes.end()), (std::vector<int64_t>{3 + 0xF0, 3 + 0x9F, 3 + 0x90, 3 + 0xB1}));
 
-  const auto bad_dir = test::fresh_dir("tokenizer_bad");
+  const auto bad_dir = fresh_dir("tokenizer_bad");
   std::ofstream(bad_dir / "tokenizer.json") << R"({"model": {"type": "BPE"}})";
   const std::string bpe = error_of([&] { load_t5_tokenizer(bad_dir.string()); });
   EXPECT_NE(bpe.find((bad_dir / "tokenizer.json").string()), std::string::npos);
@@ -254,7 +254,7 @@ TEST(WanTokenizer, TokenizerJsonMatchesSpieceModel) {
   std::ofstream(bad_dir / "tokenizer.json") << "{ truncated";
   EXPECT_NE(error_of([&] { load_t5_tokenizer(bad_dir.string()); }).find("not a valid tokenizer.json"), std::string::npos);
   for (const char* name : {"byte_fallback", "no_byte_fallback", "bad"})
-    std::filesystem::remove_all(test::temp_path(std::string("tokenizer_") + name));
+    std::filesystem::remove_all(temp_path(std::string("tokenizer_") + name));
 }
 
 TEST(WanClean, CurlyQuotes) {

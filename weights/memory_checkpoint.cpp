@@ -31,7 +31,8 @@ class MemoryTensorFile : public TensorFile {
 Checkpoint Checkpoint::from_tensors(std::map<std::string, Tensor> tensors) {
   Checkpoint ck;
   auto reader = std::make_shared<MemoryTensorFile>(std::move(tensors));
-  for (size_t t = 0; t < reader->tensors().size(); ++t) ck.index_.emplace(reader->tensors()[t].name, std::make_pair(size_t(0), t));
+  const auto& infos = reader->tensors();
+  for (size_t t = 0; t < infos.size(); ++t) ck.index_.emplace(infos[t].name, std::make_pair(size_t(0), t));
   ck.files_ = {reader->path()};
   ck.readers_.push_back(std::move(reader));
   return ck;

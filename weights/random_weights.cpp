@@ -84,7 +84,8 @@ std::map<std::string, Tensor> random_weights(const ModelConfig& config, DType dt
 ModelWeights random_model_weights(const ModelConfig& config, DType dtype, uint64_t seed) {
   Detected d;
   d.family = config.family;
-  return ModelWeights(std::make_shared<const Checkpoint>(Checkpoint::from_tensors(random_weights(config, dtype, seed))), d);
+  auto ckpt = std::make_shared<const Checkpoint>(Checkpoint::from_tensors(random_weights(config, dtype, seed)));
+  return ModelWeights(std::move(ckpt), d);
 }
 
 }  // namespace ditkit::weights
