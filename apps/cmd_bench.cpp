@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "apps/components.h"
 #include "core/backend.h"
 #include "core/progress.h"
 #include "core/threadpool.h"
@@ -135,9 +136,7 @@ weights::ModelWeights generate(const char* stage, const weights::ModelConfig& co
 void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
   Device device = apply_global_options(global);
   DK_CHECK(o.random_weights, "bench t2v: give --random-weights (benchmarking loaded checkpoints is not supported)");
-  DK_CHECK(o.frames >= 1 && (o.frames - 1) % 4 == 0, "--frames ", o.frames, ": must be 4k+1 (1, 5, ..., 81)");
-  DK_CHECK(o.width > 0 && o.width % 16 == 0, "-W/--width ", o.width, ": must be a positive multiple of 16");
-  DK_CHECK(o.height > 0 && o.height % 16 == 0, "-H/--height ", o.height, ": must be a positive multiple of 16");
+  check_wan_video_size(o.frames, o.width, o.height);
   DK_CHECK(o.steps >= 1, "--steps must be at least 1");
   const DType dtype = parse_dtype(o.dtype);
   DK_CHECK(o.text_len >= 0, "--text-len ", o.text_len, ": must be positive (0 = the DiT's text_len)");

@@ -75,9 +75,7 @@ Tensor read_noise(const std::string& path, const Shape& shape) {
 }
 
 void check_size(const T2vOptions& o) {
-  DK_CHECK(o.frames >= 1 && (o.frames - 1) % 4 == 0, "--frames ", o.frames, ": must be 4k+1 (1, 5, ..., 81)");
-  DK_CHECK(o.width > 0 && o.width % 16 == 0, "-W/--width ", o.width, ": must be a positive multiple of 16");
-  DK_CHECK(o.height > 0 && o.height % 16 == 0, "-H/--height ", o.height, ": must be a positive multiple of 16");
+  check_wan_video_size(o.frames, o.width, o.height);
   DK_CHECK(o.steps >= 1, "--steps must be at least 1");
   DK_CHECK(o.attention == "dense", "--attention ", o.attention, ": only 'dense' is available in this build");
 }

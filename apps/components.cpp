@@ -34,4 +34,10 @@ std::string find_tokenizer(const std::string& path, const std::string& flag) {
   return fs::exists(found) ? found.string() : path;
 }
 
+void check_wan_video_size(int64_t frames, int64_t width, int64_t height) {
+  DK_CHECK(frames >= 1 && (frames - 1) % 4 == 0, "--frames ", frames, ": must be 4k+1 (1, 5, ..., 81)");
+  DK_CHECK(width > 0 && width % 16 == 0, "-W/--width ", width, ": must be a positive multiple of 16");
+  DK_CHECK(height > 0 && height % 16 == 0, "-H/--height ", height, ": must be a positive multiple of 16");
+}
+
 }  // namespace ditkit::apps

@@ -14,4 +14,8 @@ weights::LoadedComponent load_family(const std::string& path, weights::Family fa
 // The tokenizer under `path` (spiece.model, tokenizer.json or a folder holding one).
 std::string find_tokenizer(const std::string& path, const std::string& flag);
 
+// Wan2.1 video sizes: frames 4k+1, width and height positive multiples of 16 (VAE stride 8 x
+// patch 2). Errors name the flag.
+void check_wan_video_size(int64_t frames, int64_t width, int64_t height);
+
 }  // namespace ditkit::apps
