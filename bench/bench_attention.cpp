@@ -3,6 +3,8 @@
 // the convention of flash-attention benchmarks. CUDA variants are registered when a GPU is present.
 #include <benchmark/benchmark.h>
 
+#include "bench/bench_main.h"
+
 #include <cstdio>
 #include <string>
 
@@ -52,17 +54,4 @@ void register_all(Device d) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  register_all(Device::cpu());
-  if (cuda_available()) {
-    register_all(Device::cuda(0));
-  } else {
-    std::printf("no CUDA GPU: CUDA variants not registered\n");
-  }
-  std::printf("CPU threads: %d\n", num_threads());
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return ditkit::bench::run_benchmarks(argc, argv, register_all); }
