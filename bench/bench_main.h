@@ -5,10 +5,20 @@
 
 #include <cstdio>
 
+#include "core/backend.h"
 #include "core/device.h"
 #include "core/threadpool.h"
 
 namespace ditkit::bench {
+
+// Waits for queued GPU work so that timings cover it.
+inline void sync(Device d) {
+#ifdef DITKIT_WITH_CUDA
+  if (d.is_cuda()) cuda::synchronize();
+#else
+  (void)d;
+#endif
+}
 
 inline int run_benchmarks(int argc, char** argv, void (*register_all)(Device)) {
   register_all(Device::cpu());

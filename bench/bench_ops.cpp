@@ -16,13 +16,7 @@ using namespace ditkit;
 
 namespace {
 
-void sync(Device d) {
-#ifdef DITKIT_WITH_CUDA
-  if (d.is_cuda()) cuda::synchronize();
-#else
-  (void)d;
-#endif
-}
+using bench::sync;
 
 Tensor input(const Shape& s, DType t, Device d) {
   std::vector<float> v(static_cast<size_t>(shape_numel(s)));
