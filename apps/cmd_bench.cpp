@@ -3,7 +3,7 @@
 // denoising step (both guidance branches) and the VAE decode, and reports memory: peak host RSS,
 // the allocator's peak and the weight bytes of each component. Components run one after the
 // other and each one's weights are freed before the next is built, so the peak is the largest
-// stage, not the sum.
+// stage, not the sum. The attention options of `t2v` (kinds, plans, PAG, FreeSwim) apply too.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -35,6 +35,7 @@ struct BenchT2vOptions {
   int64_t text_len = 0;  // 0 = the DiT config's text_len
   std::string dtype = "bf16";
   bool skip_text_encoder = false, skip_vae = false;
+  AttentionOptions attention;
 };
 
 constexpr double kCfg = 5.0, kShift = 5.0;
@@ -149,6 +150,7 @@ void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
   const auto& t5_cfg = t5_config.as<weights::T5Config>();
   const auto& vae_cfg = vae_config.as<weights::WanVaeConfig>();
   const int64_t text_len = dit_cfg.text_len;
+  const AttentionSetup attn = make_attention_setup(o.attention, dit_cfg.num_layers, dit_cfg.num_heads);
   DK_CHECK(o.skip_text_encoder || t5_cfg.dim == dit_cfg.text_dim, "--text-encoder-config ", o.text_encoder_config,
            ": width ", t5_cfg.dim, " does not match the DiT's text_dim ", dit_cfg.text_dim);
   DK_CHECK(vae_cfg.z_dim == dit_cfg.in_dim, "--vae-config ", o.vae_config, ": z_dim ", vae_cfg.z_dim,
@@ -165,6 +167,7 @@ void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
               static_cast<long long>(o.frames), static_cast<long long>(o.width), static_cast<long long>(o.height),
               shape_str(latent).c_str(), static_cast<long long>(tokens), static_cast<long long>(text_len), o.steps,
               kCfg);
+  for (const auto& [key, value] : attn.metadata) std::printf("%s: %s\n", key.c_str(), value.c_str());
   std::fflush(stdout);
   size_t total_weights = 0;
 
@@ -203,12 +206,13 @@ void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
     Tensor x = samplers::TorchGenerator(kSeed).randn(latent).to(device);
     std::vector<double> starts;
     Stopwatch clock(device);
-    auto velocity = [&](const Tensor& xt, int step, bool cond) {
+    const auto model_velocity = wan_velocity(model, sampler.schedule().timesteps, contexts, attn);
+    auto velocity = [&](const Tensor& xt, int step, attention::Pass pass) {
       if (int(starts.size()) == step) starts.push_back(clock.seconds());
-      return model.forward(xt, sampler.schedule().timesteps[step], contexts[cond ? 0 : 1], step);
+      return model_velocity(xt, step, pass);
     };
     Progress progress(o.steps, "denoise");  // drawn on a terminal only
-    latents = samplers::denoise(sampler, x, velocity, kCfg, &progress);
+    latents = samplers::denoise(sampler, x, velocity, {kCfg, attn.pag_scale}, &progress);
     starts.push_back(clock.seconds());
     progress.finish();
     for (int i = 0; i < o.steps; ++i) std::printf("step %d/%d: %.3f s\n", i + 1, o.steps, starts[i + 1] - starts[i]);
@@ -260,6 +264,7 @@ void register_bench(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--dtype", o->dtype, "weight dtype: bf16, f16 or f32")->capture_default_str();
   cmd->add_flag("--skip-text-encoder", o->skip_text_encoder, "use random contexts instead of running umT5");
   cmd->add_flag("--skip-vae", o->skip_vae, "stop after denoising");
+  o->attention.add_to(*cmd);
   cmd->callback([o, &global] { run_bench_t2v(*o, global); });
 }
 

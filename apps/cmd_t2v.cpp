@@ -1,6 +1,7 @@
 // ditkit t2v: Wan2.1 text-to-video as the official pipeline runs it (wan/text2video.py):
 // umT5 contexts for the prompt and the negative prompt, flow sampling with classifier-free
-// guidance, Wan VAE decode, frames written as MP4 or PNGs. Also `ditkit decode`.
+// guidance, Wan VAE decode, frames written as MP4 or PNGs. Attention kinds or a plan, PAG /
+// SoftPAG and FreeSwim's dual path come from the options in apps/components.h. Also `ditkit decode`.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -36,7 +37,8 @@ struct T2vOptions {
   double cfg = 5.0, shift = 5.0;
   std::string sampler = "unipc";
   int64_t seed = -1;
-  std::string noise, attention = "dense", out = "video.mp4", save_latents;
+  std::string noise, out = "video.mp4", save_latents;
+  AttentionOptions attention;
   int64_t max_sequence_length = 0;
   double fps = 16;
   int crf = 18;
@@ -77,7 +79,6 @@ Tensor read_noise(const std::string& path, const Shape& shape) {
 void check_size(const T2vOptions& o) {
   check_wan_video_size(o.frames, o.width, o.height);
   DK_CHECK(o.steps >= 1, "--steps must be at least 1");
-  DK_CHECK(o.attention == "dense", "--attention ", o.attention, ": only 'dense' is available in this build");
 }
 
 void run_t2v(const T2vOptions& o, const GlobalOptions& global) {
@@ -98,6 +99,7 @@ void run_t2v(const T2vOptions& o, const GlobalOptions& global) {
   // The text length is both the tokenizer's padding and the rows the DiT pads the context to.
   if (o.max_sequence_length > 0) dit_cfg.text_len = o.max_sequence_length;
   const int64_t text_len = dit_cfg.text_len;
+  const AttentionSetup attn = make_attention_setup(o.attention, dit_cfg.num_layers, dit_cfg.num_heads);
 
   // Text.
   auto tokenizer = text::load_t5_tokenizer(tok_path);
@@ -119,26 +121,25 @@ void run_t2v(const T2vOptions& o, const GlobalOptions& global) {
   dit::WanModel model(*dit_c.weights, dit_cfg, device);
   samplers::FlowSampler sampler(kind, samplers::wan_schedule(kind, o.steps, o.shift));
   Progress progress(o.steps, "denoise", {stderr, global.verbose});
-  auto velocity = [&](const Tensor& xt, int step, bool cond) {
-    return model.forward(xt, sampler.schedule().timesteps[step], contexts[cond ? 0 : 1], step);
-  };
-  Tensor latents = samplers::denoise(sampler, x, velocity, o.cfg, &progress);
+  const auto velocity = wan_velocity(model, sampler.schedule().timesteps, contexts, attn);
+  Tensor latents = samplers::denoise(sampler, x, velocity, {o.cfg, attn.pag_scale}, &progress);
   progress.finish();
   if (!o.save_latents.empty()) weights::save_safetensors(o.save_latents, {{"latents", latents}});
 
   // Frames.
   vae::WanVAE vae(*vae_c.weights, vae_cfg, device);
   Tensor video = vae.decode(latents);
-  auto text = generation_text(o.prompt, o.negative_prompt,
-                                  {{"model", "wan2.1-t2v"},
-                                   {"steps", std::to_string(o.steps)},
-                                   {"sampler", samplers::sampler_name(kind)},
-                                   {"cfg", std::to_string(o.cfg)},
-                                   {"shift", std::to_string(o.shift)},
-                                   {"seed", o.noise.empty() ? std::to_string(seed) : "noise file " + o.noise},
-                                   {"size", std::to_string(o.width) + "x" + std::to_string(o.height)},
-                                   {"frames", std::to_string(o.frames)},
-                                   {"attention", o.attention}});
+  std::vector<std::pair<std::string, std::string>> settings{
+      {"model", "wan2.1-t2v"},
+      {"steps", std::to_string(o.steps)},
+      {"sampler", samplers::sampler_name(kind)},
+      {"cfg", std::to_string(o.cfg)},
+      {"shift", std::to_string(o.shift)},
+      {"seed", o.noise.empty() ? std::to_string(seed) : "noise file " + o.noise},
+      {"size", std::to_string(o.width) + "x" + std::to_string(o.height)},
+      {"frames", std::to_string(o.frames)}};
+  settings.insert(settings.end(), attn.metadata.begin(), attn.metadata.end());
+  auto text = generation_text(o.prompt, o.negative_prompt, settings);
   write_frames(video, {o.out, o.fps, o.crf}, text);
   if (global.verbose) std::fprintf(stderr, "wrote %s\n", o.out.c_str());
 }
@@ -164,7 +165,7 @@ void register_t2v(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--sampler", o->sampler, "unipc, dpm++ or euler")->capture_default_str();
   cmd->add_option("--seed", o->seed, "noise seed (torch CPU generator; default random)");
   cmd->add_option("--noise", o->noise, "start from this noise tensor (safetensors, one tensor)");
-  cmd->add_option("--attention", o->attention, "attention kind")->capture_default_str();
+  o->attention.add_to(*cmd);
   cmd->add_option("--max-sequence-length", o->max_sequence_length, "text length (default: the model's text_len)");
   cmd->add_option("-o,--out", o->out, "video.mp4 or frame_%04d.png")->capture_default_str();
   cmd->add_option("--fps", o->fps, "frames per second of the MP4")->capture_default_str();

@@ -23,5 +23,7 @@ void register_info(CLI::App& app, const GlobalOptions& global);
 void register_t2v(CLI::App& app, const GlobalOptions& global);
 void register_decode(CLI::App& app, const GlobalOptions& global);
 void register_bench(CLI::App& app, const GlobalOptions& global);
+void register_attention(CLI::App& app, const GlobalOptions& global);
+void register_judge(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace ditkit::apps

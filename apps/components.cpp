@@ -1,7 +1,9 @@
 #include "apps/components.h"
 
 #include <filesystem>
+#include <sstream>
 
+#include "attention/pag.h"
 #include "core/error.h"
 
 namespace ditkit::apps {
@@ -38,6 +40,97 @@ void check_wan_video_size(int64_t frames, int64_t width, int64_t height) {
   DK_CHECK(frames >= 1 && (frames - 1) % 4 == 0, "--frames ", frames, ": must be 4k+1 (1, 5, ..., 81)");
   DK_CHECK(width > 0 && width % 16 == 0, "-W/--width ", width, ": must be a positive multiple of 16");
   DK_CHECK(height > 0 && height % 16 == 0, "-H/--height ", height, ": must be a positive multiple of 16");
+}
+
+namespace {
+
+// "0-3,7" -> 0 1 2 3 7; every index below `count`. Errors name the flag.
+std::vector<int> parse_indices(const std::string& text, const std::string& flag, int64_t count, const char* what) {
+  std::vector<int> out;
+  std::stringstream items(text);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    int first = 0, last = 0;
+    char dash = 0;
+    std::istringstream in(item);
+    const bool range = item.find('-', 1) != std::string::npos;
+    const bool ok = range ? bool(in >> first >> dash >> last) && dash == '-' : bool(in >> first);
+    if (!range) last = first;
+    DK_CHECK(ok && in.peek() == EOF && first >= 0 && first <= last, flag, " ", text, ": expected ", what,
+             " indices or ranges like 0-3, separated by commas; bad item '", item, "'");
+    DK_CHECK(last < count, flag, " ", text, ": ", what, " ", last, " does not exist (the model has ", count, ")");
+    for (int i = first; i <= last; ++i) out.push_back(i);
+  }
+  return out;
+}
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (int x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return s;
+}
+
+}  // namespace
+
+void AttentionOptions::add_to(CLI::App& cmd) {
+  cmd.add_option("--attention", kind,
+                 "attention kind KIND[:key=value,...]: dense, radial, neighborhood, grat or sliding-window "
+                 "(FreeSwim; its dual path runs when dual_path=true, the default)")
+      ->capture_default_str();
+  cmd.add_option("--attention-plan", plan_file, "attention plan JSON (kinds per layer/step; replaces --attention)");
+  cmd.add_option("--pag-scale", pag_scale, "perturbed-attention guidance scale w (0 = off; adds a perturbed pass)")
+      ->capture_default_str();
+  cmd.add_option("--pag-layers", pag_layers, "PAG layers, e.g. 10,12-14 (default: the middle block)");
+  cmd.add_option("--pag-heads", pag_heads, "PAG heads, e.g. 0-3 (default: all)");
+  cmd.add_option("--softpag", softpag, "SoftPAG identity weight u in [0, 1] (1 = PAG)")->capture_default_str();
+}
+
+AttentionSetup make_attention_setup(const AttentionOptions& o, int64_t num_layers, int64_t num_heads) {
+  AttentionSetup s;
+  if (!o.plan_file.empty()) {
+    DK_CHECK(o.kind == "dense", "give either --attention or --attention-plan, not both");
+    s.plan = attention::Plan::load(o.plan_file);
+    s.metadata.push_back({"attention-plan", o.plan_file});
+  } else {
+    try {
+      s.plan = attention::Plan(attention::parse_kind(o.kind));
+    } catch (const Error& e) {
+      fail("--attention ", o.kind, ": ", e.what());
+    }
+  }
+  s.metadata.push_back({"attention", s.plan.to_json().dump()});
+
+  s.dual_path = attention::DualPath::for_kind(s.plan.default_kind());
+  if (s.dual_path) {
+    s.hooks.insert(s.hooks.end(), s.dual_path->hooks().begin(), s.dual_path->hooks().end());
+    s.metadata.push_back({"freeswim-dual-path", "cache_steps " + std::to_string(s.dual_path->cache_steps())});
+  }
+
+  DK_CHECK(o.softpag >= 0.0 && o.softpag <= 1.0, "--softpag ", o.softpag, ": expected a value in [0, 1]");
+  s.pag_scale = o.pag_scale;
+  if (o.pag_scale != 0.0) {
+    const std::vector<int> layers = o.pag_layers.empty() ? std::vector<int>{int(num_layers / 2)}
+                                                         : parse_indices(o.pag_layers, "--pag-layers", num_layers, "layer");
+    const std::vector<int> heads = parse_indices(o.pag_heads, "--pag-heads", num_heads, "head");
+    s.hooks.push_back(std::make_shared<attention::PerturbedAttentionHook>(layers, heads, float(o.softpag)));
+    s.metadata.push_back({"pag-scale", std::to_string(o.pag_scale)});
+    s.metadata.push_back({"pag-layers", join(layers)});
+    s.metadata.push_back({"pag-heads", heads.empty() ? "all" : join(heads)});
+    s.metadata.push_back({"softpag", std::to_string(o.softpag)});
+  }
+  return s;
+}
+
+samplers::VelocityFn wan_velocity(const dit::WanModel& model, const std::vector<double>& timesteps,
+                                  const std::vector<Tensor>& contexts, const AttentionSetup& setup) {
+  return [&model, &timesteps, &contexts, &setup](const Tensor& x, int step, attention::Pass pass) {
+    const Tensor& context = contexts[pass == attention::Pass::Uncond ? 1 : 0];
+    const attention::Control control = setup.control();
+    // The full branch only fills the cross-attention store; its velocity is not used.
+    if (setup.dual_path && setup.dual_path->full_branch_before(step, pass))
+      model.forward(x, timesteps[size_t(step)], context, step, control, attention::Pass::FullBranch);
+    return model.forward(x, timesteps[size_t(step)], context, step, control, pass);
+  };
 }
 
 }  // namespace ditkit::apps

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   ditkit::apps::register_t2v(app, global);
   ditkit::apps::register_decode(app, global);
   ditkit::apps::register_bench(app, global);
+  ditkit::apps::register_attention(app, global);
+  ditkit::apps::register_judge(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,16 +1,15 @@
-// attend(): checks the call, picks the kind of attention for the site and runs it. Every site
-// runs dense for now; a plan (sparse kinds per layer/step) plugs in at kind_for().
+// attend(): checks the call, runs the hooks that apply around it and the kind the plan gives
+// for the site: dense (dense kinds, dense warm-up sites, cross-attention) or the block-sparse
+// engine on the kind's cached schedule.
 #include <cmath>
 
 #include "attention/attention.h"
 #include "attention/dense.h"
+#include "attention/hooks.h"
+#include "attention/plan.h"
 
 namespace ditkit::attention {
 namespace {
-
-enum class Kind { Dense };
-
-Kind kind_for(const TokenLayout&, const Site&) { return Kind::Dense; }
 
 const char* role_name(Role role) {
   switch (role) {
@@ -53,15 +52,39 @@ Tensor dense_attention(const Tensor& q, const Tensor& k, const Tensor& v, float 
 }
 
 Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const TokenLayout& layout, const Site& site,
-              float scale) {
+              const Control& control, float scale) {
   check_inputs(q, k, v, layout.valid_keys);
-  if (site.role != Role::CrossAttention)
+  // Self and joint attention attend the same tokens, plus NATTEN's additional keys.
+  if (site.role != Role::CrossAttention && layout.text_position != TextPosition::AdditionalKV)
     DK_CHECK(q.dim(1) == k.dim(1), "attention (", role_name(site.role), ", layer ", site.layer,
              "): queries and keys must be the same tokens, got q ", q.str(), ", k ", k.str());
-  switch (kind_for(layout, site)) {
-    case Kind::Dense: return dense_attention(q, k, v, scale, layout.valid_keys);
+
+  std::vector<const Hook*> hooks;
+  if (control.hooks)
+    for (const auto& h : *control.hooks)
+      if (h && h->applies(site)) hooks.push_back(h.get());
+  AttentionCall call{site, layout, q, k, v, scale};
+  for (const Hook* h : hooks) h->before(call);
+  if (!hooks.empty()) check_inputs(call.q, call.k, call.v, call.layout.valid_keys);
+
+  Tensor out;
+  if (!control.plan) {
+    out = dense_attention(call.q, call.k, call.v, call.scale, call.layout.valid_keys);
+  } else {
+    const Kind& kind = control.plan->kind_at(site);
+    const float s = call.scale > 0.0f ? call.scale : kind.scale(call.q.dim(3));
+    if (kind.is_dense() || kind.dense_at(site)) {
+      out = dense_attention(call.q, call.k, call.v, s, call.layout.valid_keys);
+    } else {
+      const auto schedule = cached_schedule(kind, call.layout, call.q.dim(1), call.k.dim(1),
+                                            kernel_block_shape(call.q.device()));
+      // A pattern that hides nothing on this layout (a window as large as the grid) runs the dense kernel.
+      out = schedule->density() == 1.0 ? dense_attention(call.q, call.k, call.v, s)
+                                       : block_sparse_attention(call.q, call.k, call.v, *schedule, s);
+    }
   }
-  fail("attention: unknown kind");
+  for (const Hook* h : hooks) h->after(call, out);
+  return out;
 }
 
 }  // namespace ditkit::attention

@@ -4,13 +4,17 @@
 // which kind of attention runs.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
 namespace ditkit::attention {
 
-enum class TextPosition { None, Prefix, Suffix };  // FLUX puts text first; HunyuanVideo last
+// FLUX puts text first, HunyuanVideo last; AdditionalKV: extra keys after the grid's keys that
+// every grid query sees (NATTEN's additional_keys), with no text queries.
+enum class TextPosition { None, Prefix, Suffix, AdditionalKV };
 
 struct TokenLayout {
   int64_t frames = 1, height = 1, width = 1;  // the video/image grid, row-major (t, h, w)
@@ -22,16 +26,31 @@ struct TokenLayout {
 
 enum class Role { SelfAttention, CrossAttention, JointAttention };
 
+// Which model evaluation a call belongs to: CFG's two passes, PAG's perturbed pass, the full
+// branch of FreeSwim's dual path.
+enum class Pass { Cond, Uncond, Perturbed, FullBranch };
+
 struct Site {
   Role role = Role::SelfAttention;
-  int layer = -1;  // block index within the model
-  int step = -1;   // sampler step
+  int layer = -1;  // block index within the model (FLUX: global 0..56)
+  int step = -1;   // sampler step (0-based)
+  Pass pass = Pass::Cond;
+};
+
+class Plan;
+class Hook;
+
+// What the caller of a model evaluation asks of its attention calls: which kinds run where
+// and which hooks act. Null = dense everywhere, no hooks.
+struct Control {
+  const Plan* plan = nullptr;
+  const std::vector<std::shared_ptr<const Hook>>* hooks = nullptr;
 };
 
 // q [B, Lq, H, D], k and v [B, Lk, H, D] (strided views allowed); returns [B, Lq, H, D] in
-// q's dtype. scale <= 0 means 1/sqrt(D).
+// q's dtype. scale <= 0 means the kind's own (1/sqrt(D) for all but FreeSwim).
 Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const TokenLayout& layout, const Site& site,
-              float scale = 0.0f);
+              const Control& control = {}, float scale = 0.0f);
 
 // Dense attention kernel (flash-style: online softmax over key tiles, never materialises
 // Lq x Lk): keys at index >= valid_keys (when valid_keys >= 0) are masked out.

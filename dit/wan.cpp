@@ -85,7 +85,8 @@ WanModel::WanModel(const weights::ModelWeights& weights, const weights::WanDitCo
 }
 
 Tensor WanModel::block(int layer, const Tensor& x, const Tensor& e0, const Tensor& context, const RopeTable& rope,
-                       const TokenLayout& grid, int step) const {
+                       const TokenLayout& grid, int step, attention::Pass pass,
+                       const attention::Control& control) const {
   const WanBlockWeights& b = blocks_[layer];
   const int64_t L = x.dim(0), n = config_.num_heads, d = config_.dim / n;
   const float eps = float(config_.eps);
@@ -110,7 +111,8 @@ Tensor WanModel::block(int layer, const Tensor& x, const Tensor& e0, const Tenso
   k = ops::rope(k, rope_cos, rope_sin);
   tap(name("q_rope"), q);
   tap(name("k_rope"), k);
-  Tensor attn = attention::attend(q.unsqueeze(0), k.unsqueeze(0), v, grid, Site{Role::SelfAttention, layer, step});
+  Tensor attn = attention::attend(q.unsqueeze(0), k.unsqueeze(0), v, grid,
+                                  Site{Role::SelfAttention, layer, step, pass}, control);
   attn = ops::linear(attn.reshape({L, config_.dim}), b.sa_o_w, b.sa_o_b);
   tap(name("selfattn_out"), attn);
   Tensor h = ops::add(x, ops::mul(attn, row(2)));
@@ -124,7 +126,8 @@ Tensor WanModel::block(int layer, const Tensor& x, const Tensor& e0, const Tenso
   const Tensor cv = ops::linear(context, b.ca_v_w, b.ca_v_b).reshape({1, Lc, n, d});
   TokenLayout text_layout = grid;
   text_layout.valid_keys = -1;
-  Tensor cross = attention::attend(cq, ck, cv, text_layout, Site{Role::CrossAttention, layer, step});
+  Tensor cross =
+      attention::attend(cq, ck, cv, text_layout, Site{Role::CrossAttention, layer, step, pass}, control);
   cross = ops::linear(cross.reshape({L, config_.dim}), b.ca_o_w, b.ca_o_b);
   tap(name("crossattn_out"), cross);
   h = ops::add(h, cross);
@@ -139,7 +142,8 @@ Tensor WanModel::block(int layer, const Tensor& x, const Tensor& e0, const Tenso
   return h;
 }
 
-Tensor WanModel::forward(const Tensor& x_in, double t, const Tensor& context_in, int step) const {
+Tensor WanModel::forward(const Tensor& x_in, double t, const Tensor& context_in, int step,
+                         const attention::Control& control, attention::Pass pass) const {
   const auto& c = config_;
   const auto [pt, ph, pw] = c.patch_size;
   DK_CHECK(x_in.ndim() == 4 && x_in.dim(0) == c.in_dim, "wan dit: latent must be [", c.in_dim, ", F, H, W], got ",
@@ -176,7 +180,8 @@ Tensor WanModel::forward(const Tensor& x_in, double t, const Tensor& context_in,
   grid.height = h;
   grid.width = w;
   grid.valid_keys = L;
-  for (int layer = 0; layer < int(c.num_layers); ++layer) tokens = block(layer, tokens, e0, text, rope, grid, step);
+  for (int layer = 0; layer < int(c.num_layers); ++layer)
+    tokens = block(layer, tokens, e0, text, rope, grid, step, pass, control);
 
   // Head: 2-way modulation from e (not e0), then unpatchify (pt, ph, pw, c with c fastest).
   const Tensor hm = ops::add(e.unsqueeze(0), head_modulation_).select(0, 0);  // [2, dim]: shift, scale

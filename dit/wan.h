@@ -32,8 +32,10 @@ class WanModel {
 
   // x [in_dim, F, H, W] (F, H, W multiples of the patch size), t the sampler timestep,
   // context [Lc, text_dim] with Lc <= text_len (the trimmed T5 output; zero-padded to text_len
-  // inside, as the official model does). `step` only labels the attention calls.
-  Tensor forward(const Tensor& x, double t, const Tensor& context, int step = -1) const;
+  // inside, as the official model does). `step` and `pass` label the attention calls (their
+  // Site); `control` goes unchanged to every attention call (which kinds run, which hooks act).
+  Tensor forward(const Tensor& x, double t, const Tensor& context, int step = -1,
+                 const attention::Control& control = {}, attention::Pass pass = attention::Pass::Cond) const;
 
   // Debugging: receives intermediates under the names of the golden reference
   // ("patch_embed", "time_e", "block0_q_rope", "head_out", ...). Off when empty.
@@ -46,7 +48,8 @@ class WanModel {
  private:
   // One WanAttentionBlock on tokens x [L, dim]; e0 [6, dim], context the embedded text [text_len, dim].
   Tensor block(int layer, const Tensor& x, const Tensor& e0, const Tensor& context, const RopeTable& rope,
-               const attention::TokenLayout& grid, int step) const;
+               const attention::TokenLayout& grid, int step, attention::Pass pass,
+               const attention::Control& control) const;
   void tap(const std::string& name, const Tensor& value) const {
     if (tap_) tap_(name, value);
   }

@@ -137,7 +137,7 @@ TEST(AttentionDense, GoldenCross) {
   expect_prefix_mask(g);
   attention::TokenLayout layout = grid(3, 6, 6);
   layout.text_tokens = 24;
-  Tensor out = attention::attend(g.q, g.k, g.v, layout, site(Role::CrossAttention), 0.25f);
+  Tensor out = attention::attend(g.q, g.k, g.v, layout, site(Role::CrossAttention), {}, 0.25f);
   ASSERT_EQ(out.shape(), (Shape{1, 108, 2, 16}));
   Mismatch e = compare(to_double(g.out), out, 16);
   EXPECT_LE(e.max_abs, std::max(1e-5, 1e-4 * e.max_ref));
@@ -151,7 +151,7 @@ TEST(AttentionDense, GoldenJointSuffixWithPaddedText) {
   layout.text_position = attention::TextPosition::Suffix;
   layout.valid_keys = layout.grid_tokens() + 13;  // 13 valid text tokens after the video
   ASSERT_EQ(g.valid_keys, layout.valid_keys);
-  Tensor out = attention::attend(g.q, g.k, g.v, layout, site(Role::JointAttention), 0.17677669529663687f);
+  Tensor out = attention::attend(g.q, g.k, g.v, layout, site(Role::JointAttention), {}, 0.17677669529663687f);
   Mismatch e = compare(to_double(g.out), out, 32);
   EXPECT_LE(e.max_abs, std::max(1e-5, 1e-4 * e.max_ref));
 }

@@ -68,9 +68,9 @@ TEST(FlowSamplers, DenoiseLoopAppliesGuidance) {
   auto io = weights::Checkpoint::open(std::string(DITKIT_TEST_DATA) + "/golden/wan_tiny/e2e/io_unipc.safetensors");
   samplers::FlowSampler sampler(samplers::SamplerKind::UniPC, samplers::wan_schedule(samplers::SamplerKind::UniPC, 4, 5.0));
   int calls = 0;
-  auto model = [&](const Tensor&, int step, bool cond) {
+  auto model = [&](const Tensor&, int step, attention::Pass pass) {
     ++calls;
-    return io.get("step" + std::to_string(step) + (cond ? "_pred_cond" : "_pred_uncond"));
+    return io.get("step" + std::to_string(step) + (pass == attention::Pass::Cond ? "_pred_cond" : "_pred_uncond"));
   };
   Tensor out = samplers::denoise(sampler, io.get("noise"), model, 5.0);
   EXPECT_EQ(calls, 8);

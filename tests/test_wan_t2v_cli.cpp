@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <utility>
 
 #include "io/image.h"
 #include "io/video.h"
@@ -124,4 +126,57 @@ TEST(WanT2vCli, WritesMp4AndDecodesSavedLatents) {
     EXPECT_EQ(read_image(dir + f, 3).pixels, read_image(dir + t, 3).pixels) << f;
   }
   std::filesystem::remove_all(dir);
+}
+
+// Every attention kind (small parameters for the 2 x 4 x 4 token grid), a plan file, and
+// PAG / SoftPAG run end to end and write the MP4; a sparse kind changes the result.
+TEST(WanT2vCli, AttentionKindsPlansAndPag) {
+  std::string dir = temp_dir();
+  const std::string plan = dir + "/plan.json";
+  std::ofstream(plan) << R"({"default": {"kind": "dense"}, "rules": [{"layers": [1], "steps": [1, null],
+                          "kind": "neighborhood", "params": {"kernel_size": [1, 3, 3]}}]})";
+  const std::pair<const char*, std::string> runs[] = {
+      {"dense", ""},
+      {"radial", "--attention radial:block_size=8,dense_timesteps=1,dense_layers=1"},
+      {"neighborhood", "--attention neighborhood:kernel_size=1x3x3"},
+      {"grat", "--attention grat:group_shape=1x2x2"},
+      {"sliding_window", "--attention sliding-window:train_tokens_hw=2x2"},
+      {"plan", "--attention-plan " + plan},
+      {"pag", "--pag-scale 2 --pag-layers 0-1"},
+      {"softpag", "--pag-scale 1.5 --pag-heads 1,3 --softpag 0.5"},
+  };
+  for (const auto& [name, flags] : runs) {
+    const std::string base = dir + "/" + name;
+    auto [rc, msg] = run_capture(base_args() + " --seed 1234 " + flags + " --save-latents " + base +
+                                 ".safetensors -o " + base + ".mp4");
+    ASSERT_EQ(rc, 0) << flags << "\n" << msg;
+    EXPECT_EQ(read_video_frames(base + ".mp4").size(), 5u) << flags;
+  }
+  auto latents = [&](const std::string& name) {
+    return weights::Checkpoint::open(dir + "/" + name + ".safetensors").get("latents").to_vector();
+  };
+  const auto dense = latents("dense");
+  for (const char* name : {"radial", "neighborhood", "grat", "sliding_window", "plan", "pag", "softpag"})
+    EXPECT_NE(latents(name), dense) << name;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(WanT2vCli, AttentionFlagErrorsNameTheFlag) {
+  const std::string out = temp_dir() + "/never.mp4";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--attention sparse-magic", "--attention"},
+      {"--attention radial:blok=3", "blok"},
+      {"--attention-plan /nonexistent/plan.json", "/nonexistent/plan.json"},
+      {"--attention radial --attention-plan /nonexistent/plan.json", "--attention-plan"},
+      {"--pag-scale 2 --pag-layers 5", "--pag-layers"},
+      {"--pag-scale 2 --pag-layers 1-x", "--pag-layers"},
+      {"--pag-scale 2 --pag-heads 4", "--pag-heads"},
+      {"--pag-scale 2 --softpag 1.5", "--softpag"},
+  };
+  for (const auto& [flags, want] : cases) {
+    auto [rc, msg] = run_capture(base_args() + " --seed 1 " + flags + " -o " + out);
+    EXPECT_NE(rc, 0) << flags;
+    EXPECT_NE(msg.find(want), std::string::npos) << flags << ": " << msg;
+  }
+  EXPECT_FALSE(std::filesystem::exists(out));
 }
