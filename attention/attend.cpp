@@ -9,6 +9,20 @@
 #include "attention/plan.h"
 
 namespace ditkit::attention {
+
+void check_operands(const char* who, const Tensor& q, const Tensor& k, const Tensor& v) {
+  DK_CHECK(q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4, who, ": q, k and v must be [B, L, H, D], got q ", q.str(),
+           ", k ", k.str(), ", v ", v.str());
+  DK_CHECK(k.dim(0) == q.dim(0) && k.dim(2) == q.dim(2) && k.dim(3) == q.dim(3) && v.shape() == k.shape(), who,
+           ": k and v must be [B, Lk, H, D] matching q ", q.str(), ", got k ", k.str(), ", v ", v.str());
+  DK_CHECK(q.device() == k.device() && q.device() == v.device(), who, ": q, k and v must be on one device, got ",
+           q.device().str(), ", ", k.device().str(), ", ", v.device().str());
+  for (const Tensor* t : {&q, &k, &v})
+    DK_CHECK(t->dtype() == DType::F32 || t->dtype() == DType::F16 || t->dtype() == DType::BF16, who,
+             ": q, k and v must be F32, F16 or BF16, got ", t->str());
+  DK_CHECK(q.dim(3) > 0, who, ": head_dim must be positive, got q ", q.str());
+}
+
 namespace {
 
 const char* role_name(Role role) {
@@ -21,16 +35,7 @@ const char* role_name(Role role) {
 }
 
 void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, int64_t valid_keys) {
-  DK_CHECK(q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4, "attention: q, k and v must be [B, L, H, D], got q ",
-           q.str(), ", k ", k.str(), ", v ", v.str());
-  DK_CHECK(k.dim(0) == q.dim(0) && k.dim(2) == q.dim(2) && k.dim(3) == q.dim(3) && v.shape() == k.shape(),
-           "attention: k and v must be [B, Lk, H, D] matching q ", q.str(), ", got k ", k.str(), ", v ", v.str());
-  DK_CHECK(q.device() == k.device() && q.device() == v.device(), "attention: q, k and v must be on one device, got ",
-           q.device().str(), ", ", k.device().str(), ", ", v.device().str());
-  for (const Tensor* t : {&q, &k, &v})
-    DK_CHECK(t->dtype() == DType::F32 || t->dtype() == DType::F16 || t->dtype() == DType::BF16,
-             "attention: q, k and v must be F32, F16 or BF16, got ", t->str());
-  DK_CHECK(q.dim(3) > 0, "attention: head_dim must be positive, got q ", q.str());
+  check_operands("attention", q, k, v);
   DK_CHECK(k.dim(1) > 0, "attention: no keys (k ", k.str(), ")");
   DK_CHECK(valid_keys == -1 || (valid_keys >= 1 && valid_keys <= k.dim(1)), "attention: valid_keys must be -1 or in [1, ",
            k.dim(1), "], got ", valid_keys);

@@ -1,6 +1,7 @@
 // block_sparse_attention(): checks the call against its schedule and runs the device's
 // backend; kernel_block_shape() is the one place that says which block shape each backend runs.
 #include "attention/block_sparse.h"
+#include "attention/dense.h"
 #include "core/error.h"
 
 namespace ditkit::attention {
@@ -14,18 +15,7 @@ BlockShape kernel_block_shape(const Device&) {
 
 Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const BlockSchedule& schedule,
                               float scale, Tensor* lse) {
-  DK_CHECK(q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4,
-           "block_sparse_attention: q, k and v must be [B, L, H, D], got q ", q.str(), ", k ", k.str(), ", v ", v.str());
-  DK_CHECK(k.dim(0) == q.dim(0) && k.dim(2) == q.dim(2) && k.dim(3) == q.dim(3) && v.shape() == k.shape(),
-           "block_sparse_attention: k and v must be [B, Lk, H, D] matching q ", q.str(), ", got k ", k.str(), ", v ",
-           v.str());
-  DK_CHECK(q.device() == k.device() && q.device() == v.device(),
-           "block_sparse_attention: q, k and v must be on one device, got ", q.device().str(), ", ", k.device().str(),
-           ", ", v.device().str());
-  for (const Tensor* t : {&q, &k, &v})
-    DK_CHECK(t->dtype() == DType::F32 || t->dtype() == DType::F16 || t->dtype() == DType::BF16,
-             "block_sparse_attention: q, k and v must be F32, F16 or BF16, got ", t->str());
-  DK_CHECK(q.dim(3) > 0, "block_sparse_attention: head_dim must be positive, got q ", q.str());
+  check_operands("block_sparse_attention", q, k, v);
   DK_CHECK(q.dim(1) == schedule.q_tokens && k.dim(1) == schedule.k_tokens,
            "block_sparse_attention: the schedule is for ", schedule.q_tokens, " queries and ", schedule.k_tokens,
            " keys, got q ", q.str(), ", k ", k.str());

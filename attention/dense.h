@@ -8,6 +8,10 @@
 
 namespace ditkit::attention {
 
+// Throws, naming `who`, unless q is [B, Lq, H, D] and k, v are [B, Lk, H, D] on q's device, in
+// F32/F16/BF16, with head_dim > 0.
+void check_operands(const char* who, const Tensor& q, const Tensor& k, const Tensor& v);
+
 Tensor dense_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t keys);
 #ifdef DITKIT_WITH_CUDA
 Tensor dense_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t keys);
