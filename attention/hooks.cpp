@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "attention/hooks.h"
+#include "core/error.h"
 
 namespace ditkit::attention {
 namespace {
@@ -18,6 +19,23 @@ bool Where::matches(const Site& site) const {
   const bool step_ok = site.step < 0 ? step_begin <= 0 && step_end == INT_MAX
                                      : site.step >= step_begin && site.step < step_end;
   return step_ok && listed(layers, site.layer) && listed(passes, site.pass) && listed(roles, site.role);
+}
+
+bool moved_positions(const Control& control, const Site& site, const TokenLayout& layout,
+                     const std::vector<int64_t>& ids, std::vector<int64_t>& moved) {
+  if (!control.hooks) return false;
+  bool any = false;
+  for (const auto& h : *control.hooks) {
+    if (!h || !h->applies(site)) continue;
+    std::vector<int64_t> candidate = any ? moved : ids;
+    if (h->positions(site, layout, candidate)) {
+      DK_CHECK(candidate.size() == ids.size(), "attention hook (layer ", site.layer, "): position ids must keep ",
+               ids.size(), " entries, got ", candidate.size());
+      moved = std::move(candidate);
+      any = true;
+    }
+  }
+  return any;
 }
 
 }  // namespace ditkit::attention

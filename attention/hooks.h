@@ -34,11 +34,23 @@ class Hook {
  public:
   virtual ~Hook() = default;
   virtual bool applies(const Site& site) const = 0;
+  // Before RoPE: the position ids the model rotates this call's q and k by, [tokens x axes]
+  // row-major (Wan: frame, row, column of each grid token). A hook may move them (ShiftPE,
+  // reposition) and returns true when it did.
+  virtual bool positions(const Site&, const TokenLayout&, std::vector<int64_t>& ids) const {
+    (void)ids;
+    return false;
+  }
   virtual void before(AttentionCall&) const {}
   // out [B, Lq, H, D] as the kernel returned it (or as an earlier hook left it).
   virtual void after(const AttentionCall&, Tensor& out) const { (void)out; }
 };
 
 using Hooks = std::vector<std::shared_ptr<const Hook>>;
+
+// The position ids for `site` after the control's hooks that apply there: false (and `moved`
+// untouched) when none moves them, else true with `moved` = the rewritten copy of `ids`.
+bool moved_positions(const Control& control, const Site& site, const TokenLayout& layout,
+                     const std::vector<int64_t>& ids, std::vector<int64_t>& moved);
 
 }  // namespace ditkit::attention

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "attention/hooks.h"
 #include "core/ops.h"
 
 namespace ditkit::dit {
@@ -85,7 +86,7 @@ WanModel::WanModel(const weights::ModelWeights& weights, const weights::WanDitCo
 }
 
 Tensor WanModel::block(int layer, const Tensor& x, const Tensor& e0, const Tensor& context, const RopeTable& rope,
-                       const TokenLayout& grid, int step, attention::Pass pass,
+                       const std::vector<int64_t>& positions, const TokenLayout& grid, int step, attention::Pass pass,
                        const attention::Control& control) const {
   const WanBlockWeights& b = blocks_[layer];
   const int64_t L = x.dim(0), n = config_.num_heads, d = config_.dim / n;
@@ -106,13 +107,18 @@ Tensor WanModel::block(int layer, const Tensor& x, const Tensor& e0, const Tenso
   const Tensor v = ops::linear(y, b.sa_v_w, b.sa_v_b).reshape({1, L, n, d});
   tap(name("q_normed"), q);
   tap(name("k_normed"), k);
-  const Tensor rope_cos = rope.cos.unsqueeze(1), rope_sin = rope.sin.unsqueeze(1);  // [L, 1, d/2]
+  // A hook may move the RoPE positions of this call; the layer then gets its own table.
+  const Site self_site{Role::SelfAttention, layer, step, pass};
+  std::vector<int64_t> moved;
+  const RopeTable table = attention::moved_positions(control, self_site, grid, positions, moved)
+                              ? rope_table(moved, wan_rope_axes(d), 10000.0, device_)
+                              : rope;
+  const Tensor rope_cos = table.cos.unsqueeze(1), rope_sin = table.sin.unsqueeze(1);  // [L, 1, d/2]
   q = ops::rope(q, rope_cos, rope_sin);
   k = ops::rope(k, rope_cos, rope_sin);
   tap(name("q_rope"), q);
   tap(name("k_rope"), k);
-  Tensor attn = attention::attend(q.unsqueeze(0), k.unsqueeze(0), v, grid,
-                                  Site{Role::SelfAttention, layer, step, pass}, control);
+  Tensor attn = attention::attend(q.unsqueeze(0), k.unsqueeze(0), v, grid, self_site, control);
   attn = ops::linear(attn.reshape({L, config_.dim}), b.sa_o_w, b.sa_o_b);
   tap(name("selfattn_out"), attn);
   Tensor h = ops::add(x, ops::mul(attn, row(2)));
@@ -174,14 +180,15 @@ Tensor WanModel::forward(const Tensor& x_in, double t, const Tensor& context_in,
   const Tensor text = ops::linear(ops::gelu(ops::linear(padded, text0_w_, text0_b_), true), text2_w_, text2_b_);
   tap("text_emb", text);
 
-  const RopeTable rope = rope_table(grid_positions(f, h, w), wan_rope_axes(c.dim / c.num_heads), 10000.0, device_);
+  const std::vector<int64_t> positions = grid_positions(f, h, w);
+  const RopeTable rope = rope_table(positions, wan_rope_axes(c.dim / c.num_heads), 10000.0, device_);
   TokenLayout grid;
   grid.frames = f;
   grid.height = h;
   grid.width = w;
   grid.valid_keys = L;
   for (int layer = 0; layer < int(c.num_layers); ++layer)
-    tokens = block(layer, tokens, e0, text, rope, grid, step, pass, control);
+    tokens = block(layer, tokens, e0, text, rope, positions, grid, step, pass, control);
 
   // Head: 2-way modulation from e (not e0), then unpatchify (pt, ph, pw, c with c fastest).
   const Tensor hm = ops::add(e.unsqueeze(0), head_modulation_).select(0, 0);  // [2, dim]: shift, scale

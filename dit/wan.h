@@ -48,6 +48,7 @@ class WanModel {
  private:
   // One WanAttentionBlock on tokens x [L, dim]; e0 [6, dim], context the embedded text [text_len, dim].
   Tensor block(int layer, const Tensor& x, const Tensor& e0, const Tensor& context, const RopeTable& rope,
+               const std::vector<int64_t>& positions,
                const attention::TokenLayout& grid, int step, attention::Pass pass,
                const attention::Control& control) const;
   void tap(const std::string& name, const Tensor& value) const {

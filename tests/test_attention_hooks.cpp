@@ -87,6 +87,34 @@ TEST(AttentionHooks, NoOpHooksLeaveTheModelBitIdentical) {
   EXPECT_EQ(hook->calls, 2 * 2 * 2);  // 2 forwards x 2 layers x (self + cross)
 }
 
+// Moves every RoPE position of one layer by `shift` on each axis (a per-token shift when `spread`).
+class ShiftPositions final : public attention::Hook {
+ public:
+  ShiftPositions(int layer, int64_t shift, bool spread) : layer_(layer), shift_(shift), spread_(spread) {}
+  bool applies(const Site& s) const override { return s.layer == layer_ && s.role == Role::SelfAttention; }
+  bool positions(const Site&, const attention::TokenLayout&, std::vector<int64_t>& ids) const override {
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] += spread_ ? int64_t(i) : shift_;
+    return true;
+  }
+
+ private:
+  int layer_;
+  int64_t shift_;
+  bool spread_;
+};
+
+// RoPE only sees position differences, so moving every token by the same amount changes
+// nothing (to rounding) while a per-token move changes the output: the positions hook is used.
+TEST(AttentionHooks, PositionHookMovesRopePositions) {
+  Tiny t;
+  const Tensor plain = t.forward();
+  const Hooks same{std::make_shared<ShiftPositions>(1, 5, false)};
+  const Hooks spread{std::make_shared<ShiftPositions>(1, 0, true)};
+  const double shifted = max_abs_diff(t.forward({nullptr, &same}), plain);
+  EXPECT_LT(shifted, 1e-4);
+  EXPECT_GT(max_abs_diff(t.forward({nullptr, &spread}), plain), 100 * shifted + 1e-3);
+}
+
 // The hook's output: V on the selected heads of the selected layers, O elsewhere; SoftPAG mixes.
 TEST(AttentionHooks, PagHookGivesValuesOnSelectedHeads) {
   samplers::TorchGenerator gen(7);
