@@ -8,6 +8,11 @@ namespace ditkit::dit {
 
 RopeTable rope_table(const std::vector<int64_t>& positions, const std::vector<int64_t>& axes_dim, double theta,
                      Device device) {
+  return rope_table(std::vector<double>(positions.begin(), positions.end()), axes_dim, theta, device);
+}
+
+RopeTable rope_table(const std::vector<double>& positions, const std::vector<int64_t>& axes_dim, double theta,
+                     Device device) {
   DK_CHECK(!axes_dim.empty(), "rope_table: no axes");
   int64_t pairs = 0;
   std::vector<double> freq;  // per pair, axis by axis
@@ -25,7 +30,7 @@ RopeTable rope_table(const std::vector<int64_t>& positions, const std::vector<in
     int64_t j = 0;
     for (int64_t a = 0; a < axes; ++a) {
       for (int64_t i = 0; i < axes_dim[a] / 2; ++i, ++j) {
-        const double angle = double(positions[n * axes + a]) * freq[j];
+        const double angle = positions[n * axes + a] * freq[j];
         cos[n * pairs + j] = float(std::cos(angle));
         sin[n * pairs + j] = float(std::sin(angle));
       }

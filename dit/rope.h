@@ -21,6 +21,9 @@ struct RopeTable {
 // the frequency theta^(-2j / D).
 RopeTable rope_table(const std::vector<int64_t>& positions, const std::vector<int64_t>& axes_dim, double theta,
                      Device device = Device::cpu());
+// The same for real-valued positions (FLUX ids may be fractional or negative).
+RopeTable rope_table(const std::vector<double>& positions, const std::vector<int64_t>& axes_dim, double theta,
+                     Device device = Device::cpu());
 
 // (frame, row, column) of every token of a frames x height x width grid in row-major order.
 std::vector<int64_t> grid_positions(int64_t frames, int64_t height, int64_t width);
