@@ -1,5 +1,6 @@
-// ditkit bench t2v: the Wan2.1 text-to-video pipeline of `ditkit t2v` at real model shapes with
-// random weights (nothing to download). Times the text encoder (prompt + negative prompt), every
+// ditkit bench t2v / t2i: the Wan2.1 text-to-video pipeline of `ditkit t2v` and the FLUX.1
+// text-to-image pipeline of `ditkit t2i` at real model shapes with random weights (nothing to
+// download). Times the text encoder (prompt + negative prompt), every
 // denoising step (both guidance branches) and the VAE decode, and reports memory: peak host RSS,
 // the allocator's peak and the weight bytes of each component. Components run one after the
 // other and each one's weights are freed before the next is built, so the peak is the largest
@@ -17,10 +18,13 @@
 #include "core/backend.h"
 #include "core/progress.h"
 #include "core/threadpool.h"
+#include "dit/flux.h"
 #include "dit/wan.h"
 #include "samplers/denoise.h"
 #include "samplers/torch_rng.h"
+#include "text/clip.h"
 #include "text/umt5.h"
+#include "vae/flux_ae.h"
 #include "vae/wan_vae.h"
 #include "weights/random_weights.h"
 
@@ -59,7 +63,8 @@ DType parse_dtype(const std::string& s) {
   if (s == "bf16") return DType::BF16;
   if (s == "f16") return DType::F16;
   if (s == "f32") return DType::F32;
-  fail("--dtype ", s, ": expected bf16, f16 or f32");
+  if (s == "fp8") return DType::F8_E4M3;
+  fail("--dtype ", s, ": expected bf16, f16 or f32, or fp8 (e4m3)");
 }
 
 size_t weight_bytes(const weights::ModelWeights& w) {
@@ -241,6 +246,148 @@ void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
   std::fflush(stdout);
 }
 
+struct BenchT2iOptions {
+  std::string config = "flux.1-dev", clip_config = "clip-l", t5_config = "t5-v1_1-xxl", ae_config = "flux.1-ae";
+  bool random_weights = false;
+  int64_t width = 256, height = 256;
+  int steps = 2;
+  int64_t text_len = 0;  // 0 = 512 dev-like, 256 schnell-like
+  std::string dtype = "bf16";
+  bool skip_text_encoders = false, skip_vae = false;
+  AttentionOptions attention;
+};
+
+constexpr double kFluxGuidance = 3.5;
+
+// Ids spread over the vocabulary; their values do not change the cost.
+Tensor spread_ids(int64_t length, int64_t vocab) {
+  Tensor ids = Tensor::empty({1, length}, DType::I64);
+  for (int64_t i = 0; i < length; ++i) ids.data<int64_t>()[i] = (i * 2654435761ll) % vocab;
+  return ids;
+}
+
+void run_bench_t2i(const BenchT2iOptions& o, const GlobalOptions& global) {
+  Device device = apply_global_options(global);
+  DK_CHECK(o.random_weights, "bench t2i: give --random-weights (benchmarking loaded checkpoints is not supported)");
+  DK_CHECK(o.width >= 16 && o.width % 16 == 0, "-W/--width ", o.width, ": must be a positive multiple of 16");
+  DK_CHECK(o.height >= 16 && o.height % 16 == 0, "-H/--height ", o.height, ": must be a positive multiple of 16");
+  DK_CHECK(o.steps >= 1, "--steps must be at least 1");
+  DK_CHECK(o.text_len >= 0, "--text-len ", o.text_len, ": must be positive (0 = 512 dev-like, 256 schnell-like)");
+  const DType dtype = parse_dtype(o.dtype);
+  const auto dit_config = resolve_config(o.config, weights::Family::flux_dit, "--config");
+  const auto clip_config = resolve_config(o.clip_config, weights::Family::clip_l, "--clip-config");
+  const auto t5_config = resolve_config(o.t5_config, weights::Family::t5_xxl, "--t5-config");
+  const auto ae_config = resolve_config(o.ae_config, weights::Family::flux_ae, "--ae-config");
+  const auto& dit_cfg = dit_config.as<weights::FluxDitConfig>();
+  const auto& clip_cfg = clip_config.as<weights::ClipTextConfig>();
+  const auto& t5_cfg = t5_config.as<weights::T5Config>();
+  const auto& ae_cfg = ae_config.as<weights::FluxAeConfig>();
+  const bool dev = dit_cfg.guidance_embed;
+  const int64_t text_len = o.text_len > 0 ? o.text_len : flux_default_text_len(dev);
+  const AttentionSetup attn = make_attention_setup(o.attention, dit_cfg.depth + dit_cfg.depth_single_blocks,
+                                                   dit_cfg.num_heads, /*cross_attention=*/false);
+  DK_CHECK(o.skip_text_encoders || t5_cfg.dim == dit_cfg.context_in_dim, "--t5-config ", o.t5_config, ": width ",
+           t5_cfg.dim, " does not match the DiT's context_in_dim ", dit_cfg.context_in_dim);
+  DK_CHECK(o.skip_text_encoders || clip_cfg.hidden_size == dit_cfg.vec_in_dim, "--clip-config ", o.clip_config,
+           ": width ", clip_cfg.hidden_size, " does not match the DiT's vec_in_dim ", dit_cfg.vec_in_dim);
+  DK_CHECK(ae_cfg.z_channels * 4 == dit_cfg.in_channels, "--ae-config ", o.ae_config, ": z_channels ",
+           ae_cfg.z_channels, " does not match the DiT's in_channels ", dit_cfg.in_channels, " / 4");
+
+  const int64_t h = o.height / 16, w = o.width / 16;
+  const Shape latent{ae_cfg.z_channels, 2 * h, 2 * w};
+  std::printf("bench t2i: dit %s, clip %s, t5 %s, ae %s; random %s weights on %s, %d threads\n", o.config.c_str(),
+              o.clip_config.c_str(), o.t5_config.c_str(), o.ae_config.c_str(), dtype_name(dtype), device.str().c_str(),
+              num_threads());
+  std::printf("size: %lldx%lld, latent %s, %lld image tokens + %lld text tokens, %d steps euler (%s: %s, "
+              "1 model call per step)\n",
+              static_cast<long long>(o.width), static_cast<long long>(o.height), shape_str(latent).c_str(),
+              static_cast<long long>(h * w), static_cast<long long>(text_len), o.steps, dev ? "dev-like" : "schnell-like",
+              dev ? "shift, guidance 3.5" : "no shift");
+  for (const auto& [key, value] : attn.metadata) std::printf("%s: %s\n", key.c_str(), value.c_str());
+  std::fflush(stdout);
+  size_t total_weights = 0;
+
+  // Text: one prompt, CLIP at its 77 positions and T5 at text_len (unmasked, as FLUX runs it).
+  FluxConditioning cond;
+  cond.guidance = kFluxGuidance;
+  cond.img_ids = dit::image_ids(h, w);
+  cond.txt_ids = Tensor::zeros({text_len, 3}, DType::F32);
+  if (o.skip_text_encoders) {
+    cond.txt = weights::random_tensor({text_len, dit_cfg.context_in_dim}, DType::F32, 1.0f, kSeed).to(device);
+    cond.vec = weights::random_tensor({dit_cfg.vec_in_dim}, DType::F32, 1.0f, kSeed + 1).to(device);
+    std::printf("text encoders: skipped (--skip-text-encoders; random txt [%lld, %lld] and vec [%lld])\n",
+                static_cast<long long>(text_len), static_cast<long long>(dit_cfg.context_in_dim),
+                static_cast<long long>(dit_cfg.vec_in_dim));
+  } else {
+    {
+      auto wts = generate("clip", clip_config, dtype, device);
+      total_weights += weight_bytes(wts);
+      text::ClipTextEncoder clip(wts, clip_cfg, device);
+      Stopwatch clock(device);
+      cond.vec = clip.forward(spread_ids(clip_cfg.max_position_embeddings, clip_cfg.vocab_size).to(device))
+                     .pooled.select(0, 0);
+      std::printf("clip: %.3f s (%lld tokens)\n", clock.seconds(), static_cast<long long>(clip_cfg.max_position_embeddings));
+      print_memory("clip", weight_bytes(wts), device);
+    }
+    {
+      auto wts = generate("t5", t5_config, dtype, device);
+      total_weights += weight_bytes(wts);
+      text::UMT5Encoder t5(wts, t5_cfg, device);
+      const Tensor ids = spread_ids(text_len, t5_cfg.vocab).to(device);
+      Stopwatch clock(device);
+      cond.txt = t5.forward(ids, Tensor::full(ids.shape(), 1.0f, DType::I64).to(device)).select(0, 0);
+      std::printf("t5: %.3f s (%lld tokens)\n", clock.seconds(), static_cast<long long>(text_len));
+      print_memory("t5", weight_bytes(wts), device);
+    }
+  }
+  std::fflush(stdout);
+
+  // Denoising: step i's time runs from its model call to the next step's (the last one to the end
+  // of the loop), so it holds the sampler update (and PAG's perturbed pass when asked).
+  Tensor latents;
+  {
+    auto wts = generate("dit", dit_config, dtype, device);
+    total_weights += weight_bytes(wts);
+    dit::FluxModel model(wts, dit_cfg, device);
+    samplers::FlowSampler sampler(samplers::SamplerKind::Euler, samplers::flux_schedule(o.steps, h * w, dev));
+    Tensor x = dit::pack_latents(samplers::TorchGenerator(kSeed).randn(latent).to(device));
+    std::vector<double> starts;
+    Stopwatch clock(device);
+    const auto model_velocity = flux_velocity(model, sampler.schedule().timesteps, cond, attn);
+    auto velocity = [&](const Tensor& xt, int step, attention::Pass pass) {
+      if (int(starts.size()) == step) starts.push_back(clock.seconds());
+      return model_velocity(xt, step, pass);
+    };
+    Progress progress(o.steps, "denoise");  // drawn on a terminal only
+    latents = dit::unpack_latents(samplers::denoise(sampler, x, velocity, {1.0, attn.pag_scale}, &progress), 2 * h, 2 * w);
+    starts.push_back(clock.seconds());
+    progress.finish();
+    for (int i = 0; i < o.steps; ++i) std::printf("step %d/%d: %.3f s\n", i + 1, o.steps, starts[i + 1] - starts[i]);
+    const double total = starts.back() - starts.front(), mean = total / o.steps;
+    std::printf("denoise: %.3f s for %d steps, %.3f s/step, %.4f it/s\n", total, o.steps, mean, 1.0 / mean);
+    std::printf("latents: %s\n", all_finite(latents) ? "finite" : "NOT FINITE");
+    print_memory("dit", weight_bytes(wts), device);
+  }
+  std::fflush(stdout);
+
+  if (o.skip_vae) {
+    std::printf("ae decode: skipped (--skip-vae)\n");
+  } else {
+    auto wts = generate("ae", ae_config, dtype, device);
+    total_weights += weight_bytes(wts);
+    vae::FluxAE ae(wts, ae_cfg, device);
+    Stopwatch clock(device);
+    Tensor image = ae.decode(latents);
+    std::printf("ae decode: %.3f s (latent %s -> image %s)\n", clock.seconds(), shape_str(latent).c_str(),
+                shape_str(image.shape()).c_str());
+    std::printf("image: %s\n", all_finite(image) ? "finite" : "NOT FINITE");
+    print_memory("ae", weight_bytes(wts), device);
+  }
+  std::printf("total: weights %s (components run one at a time), peak RSS %s\n", size_str(total_weights).c_str(),
+              size_str(proc_status_kb("VmHWM") << 10).c_str());
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app, const GlobalOptions& global) {
@@ -266,6 +413,23 @@ void register_bench(CLI::App& app, const GlobalOptions& global) {
   cmd->add_flag("--skip-vae", o->skip_vae, "stop after denoising");
   o->attention.add_to(*cmd);
   cmd->callback([o, &global] { run_bench_t2v(*o, global); });
+
+  auto p = std::make_shared<BenchT2iOptions>();
+  auto* t2i = bench->add_subcommand("t2i", "FLUX.1 text-to-image: CLIP and T5, denoising steps, AE decode");
+  t2i->add_option("--config", p->config, "DiT: flux.1-dev, flux.1-schnell or a config.json")->capture_default_str();
+  t2i->add_option("--clip-config", p->clip_config, "CLIP: clip-l or a config.json")->capture_default_str();
+  t2i->add_option("--t5-config", p->t5_config, "T5: t5-v1_1-xxl or a config.json")->capture_default_str();
+  t2i->add_option("--ae-config", p->ae_config, "autoencoder: flux.1-ae or a config.json")->capture_default_str();
+  t2i->add_flag("--random-weights", p->random_weights, "random weights at the config's shapes (required)");
+  t2i->add_option("-W,--width", p->width, "width in pixels (multiple of 16)")->capture_default_str();
+  t2i->add_option("-H,--height", p->height, "height in pixels (multiple of 16)")->capture_default_str();
+  t2i->add_option("--steps", p->steps, "sampling steps")->capture_default_str();
+  t2i->add_option("--text-len", p->text_len, "T5 tokens (default: 512 dev-like, 256 schnell-like)");
+  t2i->add_option("--dtype", p->dtype, "weight dtype: bf16, f16, f32 or fp8 (e4m3)")->capture_default_str();
+  t2i->add_flag("--skip-text-encoders", p->skip_text_encoders, "use random txt / vec instead of running CLIP and T5");
+  t2i->add_flag("--skip-vae", p->skip_vae, "stop after denoising");
+  p->attention.add_to(*t2i);
+  t2i->callback([p, &global] { run_bench_t2i(*p, global); });
 }
 
 }  // namespace ditkit::apps

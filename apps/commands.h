@@ -21,6 +21,8 @@ Device apply_global_options(const GlobalOptions& opts);
 
 void register_info(CLI::App& app, const GlobalOptions& global);
 void register_t2v(CLI::App& app, const GlobalOptions& global);
+void register_t2i(CLI::App& app, const GlobalOptions& global);
+void register_encode_prompt(CLI::App& app, const GlobalOptions& global);
 void register_decode(CLI::App& app, const GlobalOptions& global);
 void register_bench(CLI::App& app, const GlobalOptions& global);
 void register_attention(CLI::App& app, const GlobalOptions& global);

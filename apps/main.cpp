@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   ditkit::apps::add_global_options(app, global);
   ditkit::apps::register_info(app, global);
   ditkit::apps::register_t2v(app, global);
+  ditkit::apps::register_t2i(app, global);
+  ditkit::apps::register_encode_prompt(app, global);
   ditkit::apps::register_decode(app, global);
   ditkit::apps::register_bench(app, global);
   ditkit::apps::register_attention(app, global);

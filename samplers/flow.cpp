@@ -52,6 +52,28 @@ FlowSchedule wan_schedule(SamplerKind kind, int steps, double shift, int num_tra
   return s;
 }
 
+double flux_mu(int64_t image_seq_len, double base_shift, double max_shift) {
+  const double m = (max_shift - base_shift) / (4096.0 - 256.0);
+  return m * double(image_seq_len) + (base_shift - m * 256.0);
+}
+
+FlowSchedule flux_schedule(int steps, int64_t image_seq_len, bool shift, double base_shift, double max_shift) {
+  DK_CHECK(steps >= 1, "--steps must be at least 1, got ", steps);
+  DK_CHECK(image_seq_len >= 1, "FLUX schedule: image_seq_len must be positive, got ", image_seq_len);
+  // torch.linspace(1, 0, steps + 1) in float32: from the start up to the middle, from the end after it.
+  const float step = -1.0f / float(steps);
+  const float e_mu = float(std::exp(flux_mu(image_seq_len, base_shift, max_shift)));
+  FlowSchedule s;
+  for (int i = 0; i <= steps; ++i) {
+    float t = i < (steps + 1) / 2 ? 1.0f + step * float(i) : 0.0f - step * float(steps - i);
+    // time_shift(mu, 1, t): every tensor operation rounds to float32; t = 0 stays 0 (1/0 = inf).
+    if (shift && t > 0.0f) t = e_mu / (e_mu + (1.0f / t - 1.0f));
+    s.sigmas.push_back(double(t));
+  }
+  s.timesteps.assign(s.sigmas.begin(), s.sigmas.end() - 1);
+  return s;
+}
+
 FlowSampler::FlowSampler(SamplerKind kind, FlowSchedule schedule) : kind_(kind), schedule_(std::move(schedule)) {
   DK_CHECK(schedule_.sigmas.size() == schedule_.timesteps.size() + 1, "sampler: ", schedule_.sigmas.size(),
            " sigmas for ", schedule_.timesteps.size(), " steps");

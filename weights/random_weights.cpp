@@ -37,8 +37,8 @@ bool is_table(const std::string& name) {
 }  // namespace
 
 Tensor random_tensor(const Shape& shape, DType dtype, float std, uint64_t seed) {
-  DK_CHECK(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16, "random_tensor: dtype ",
-           dtype_name(dtype), " is not one of F32, F16, BF16");
+  DK_CHECK(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16 || dtype == DType::F8_E4M3,
+           "random_tensor: dtype ", dtype_name(dtype), " is not one of F32, F16, BF16, F8_E4M3");
   Tensor t = Tensor::empty(shape, dtype);
   const float bound = std * std::sqrt(3.0f);
   const uint64_t key = mix(seed);
@@ -84,6 +84,8 @@ std::map<std::string, Tensor> random_weights(const ModelConfig& config, DType dt
 ModelWeights random_model_weights(const ModelConfig& config, DType dtype, uint64_t seed) {
   Detected d;
   d.family = config.family;
+  // The text encoders' official names are the transformers ones.
+  if (config.family == Family::clip_l || config.family == Family::t5_xxl) d.layout = d.naming = Layout::hf;
   auto ckpt = std::make_shared<const Checkpoint>(Checkpoint::from_tensors(random_weights(config, dtype, seed)));
   return ModelWeights(std::move(ckpt), d);
 }

@@ -12,7 +12,7 @@
 
 namespace ditkit::weights {
 
-// A CPU tensor of `dtype` (F32, F16 or BF16) with values uniform in [-sqrt(3) std, sqrt(3) std]
+// A CPU tensor of `dtype` (F32, F16, BF16 or F8_E4M3) with values uniform in [-sqrt(3) std, sqrt(3) std]
 // (mean 0, standard deviation `std`), a function of `seed` only.
 Tensor random_tensor(const Shape& shape, DType dtype, float std, uint64_t seed);
 
