@@ -173,6 +173,33 @@ Tensor forward_converted(DType dtype) {
   return enc.forward(ids, no_mask(ids));
 }
 
+// ComfyUI's t5xxl_fp8_e4m3fn_scaled layout: every linear weight stored as W / s in fp8 beside its
+// scalar s ("<module>.scale_weight"), plus the "scaled_fp8" marker. Loading applies s.
+TEST(FluxT5, ScaledFp8WeightsApplyTheirScale) {
+  const weights::Checkpoint src = weights::Checkpoint::open(kDir + "weights.safetensors");
+  std::map<std::string, Tensor> tensors{{"scaled_fp8", Tensor::zeros({0}, DType::F8_E4M3)}};
+  const float s = 0.03125f;  // a power of two: W / s in fp8 is the same grid as W in fp8, shifted
+  for (const std::string& name : src.names()) {
+    if (name == "encoder.embed_tokens.weight") continue;
+    const Tensor w = src.get(name);
+    if (w.ndim() == 2 && name != "shared.weight" && name.ends_with(".weight")) {
+      tensors[name] = ops::mul(w, Tensor::full({1}, 1.0f / s)).to(DType::F8_E4M3);
+      tensors[name.substr(0, name.size() - 6) + "scale_weight"] = Tensor::full({}, s);
+    } else {
+      tensors[name] = w.to(DType::F8_E4M3);
+    }
+  }
+  const std::string path = ditkit::test::temp_path("t5_scaled_fp8.safetensors");
+  weights::save_safetensors(path, tensors);
+  const weights::ModelWeights w = weights::ModelWeights::open(path);
+  const auto config = weights::config_from_shapes(weights::Family::t5_xxl, w.shapes()).as<weights::T5Config>();
+  const Tensor ids = io().get("input_ids");
+  const Tensor got = text::UMT5Encoder(w, config).forward(ids, no_mask(ids));
+  const Err e = compare(got, io().get("last_hidden_state"));
+  EXPECT_LE(e.rel_rms, 0.15) << "scaled fp8 weights (unscaled they would be 32x too large)";
+  EXPECT_LE(compare(got, forward_converted(DType::F8_E4M3)).rel_rms, 0.1) << "scaled fp8 vs plain fp8";
+}
+
 TEST(FluxT5, HalfAndFp8StoredWeights) {
   const Tensor want = io().get("last_hidden_state");
   const Err f16 = compare(forward_converted(DType::F16), want);

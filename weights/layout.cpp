@@ -252,7 +252,8 @@ KeyMap build_key_map(const Detected& d, const std::map<std::string, Shape>& stor
     for (size_t i = 0; i < list.size(); ++i) {
       const Shape& s = stored.at(list[i].key);
       DK_CHECK(list[i].part == int(i), "tensor ", official, ": part ", i, " of ", n, " is missing");
-      DK_CHECK(!s.empty() && std::equal(s.begin() + 1, s.end(), src.shape.begin() + 1, src.shape.end()), "tensor ",
+      DK_CHECK(n == 1 || (!s.empty() && std::equal(s.begin() + 1, s.end(), src.shape.begin() + 1, src.shape.end())),
+               "tensor ",
                official, ": part ", list[i].key, " has shape ", shape_str(s), ", which does not match ", list[0].key,
                " ", shape_str(src.shape), " beyond dim 0");
       if (list[i].swap) {
@@ -520,6 +521,27 @@ std::map<std::string, Shape> ModelWeights::shapes() const {
 }
 
 Tensor ModelWeights::get(const std::string& name) const {
+  // ComfyUI's scaled-fp8 files store W / s in fp8 with the scalar s beside it as
+  // "<module>.scale_weight": hand out W itself, in bf16 (fp8's 3 mantissa bits times s fit).
+  const std::string scale_name =
+      name.ends_with(".weight") ? name.substr(0, name.size() - 6) + "scale_weight" : std::string();
+  if (!scale_name.empty() && contains(scale_name)) {
+    const Tensor scale = stored(scale_name);
+    DK_CHECK(scale.numel() == 1, "tensor ", scale_name, ": expected one scale for ", name, ", got shape ",
+             shape_str(scale.shape()));
+    const float s = scale.to_vector()[0];
+    Tensor w = stored(name).contiguous();
+    std::vector<float> row(size_t(w.numel()));
+    to_f32(w.dtype(), w.raw(), row.data(), w.numel());
+    for (float& x : row) x *= s;
+    Tensor out = Tensor::empty(w.shape(), DType::BF16);
+    from_f32(row.data(), DType::BF16, out.raw(), w.numel());
+    return out;
+  }
+  return stored(name);
+}
+
+Tensor ModelWeights::stored(const std::string& name) const {
   const Source& src = source(name);
   if (src.whole) {
     Tensor t = ckpt_->get(src.pieces[0].key);

@@ -164,7 +164,8 @@ class ModelWeights {
   bool contains(const std::string& name) const { return map_.official.count(name) != 0; }
   const Shape& shape(const std::string& name) const;
   DType dtype(const std::string& name) const;
-  // In the stored dtype; a view of the file for renamed tensors, a new CPU tensor when assembled.
+  // In the stored dtype; a view of the file for renamed tensors, a new CPU tensor when assembled
+  // (ComfyUI scaled-fp8 weights come back multiplied by their scale_weight, in bf16).
   Tensor get(const std::string& name) const;
   std::map<std::string, Shape> shapes() const;
   const KeyMap& key_map() const { return map_; }
@@ -172,6 +173,7 @@ class ModelWeights {
 
  private:
   const Source& source(const std::string& name) const;
+  Tensor stored(const std::string& name) const;  // as stored, no scale applied
   std::shared_ptr<const Checkpoint> ckpt_;
   Detected detected_;
   KeyMap map_;
