@@ -15,6 +15,7 @@
 #include "attention/block_sparse.h"
 #include "attention/kind.h"
 #include "attention/plan.h"
+#include "attention_golden.h"
 #include "test_util.h"
 #include "weights/checkpoint.h"
 
@@ -144,24 +145,7 @@ TEST(AttentionGrat, OutputAndLseMatchGolden) {
     const auto kind = make_kind("grat", g.params);
     const KindMask m = kind->mask(g.layout, n, n);
     const BlockSchedule s = build_schedule(*m.rule, n, n, 64, 64, m.q_order, m.k_order);
-    auto blhd = [&](const char* t) { return g.data.get(t).permute({1, 0, 2}).unsqueeze(0); };
-    const float scale = kind->scale(g.config["head_dim"].get<int64_t>());
-    EXPECT_FLOAT_EQ(scale, g.config["scale"].get<float>());
-    Tensor lse;
-    const Tensor out = block_sparse_attention(blhd("q"), blhd("k"), blhd("v"), s, scale, &lse);
-    const std::vector<float> got = out.squeeze(0).permute({1, 0, 2}).contiguous().to_vector();
-    const std::vector<float> ref = g.data.get("out").to_vector();
-    double max_err = 0, max_ref = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      max_err = std::max(max_err, double(std::fabs(got[i] - ref[i])));
-      max_ref = std::max(max_ref, double(std::fabs(ref[i])));
-    }
-    EXPECT_LE(max_err, std::max(1e-5, 1e-4 * max_ref));
-    const std::vector<float> lse_got = lse.squeeze(0).to_vector(), lse_ref = g.data.get("lse").to_vector();
-    double lse_err = 0;
-    for (size_t i = 0; i < lse_ref.size(); ++i) lse_err = std::max(lse_err, double(std::fabs(lse_got[i] - lse_ref[i])));
-    EXPECT_LE(lse_err, 1e-5);
-    std::printf("[ grat ] %s: out max err %.3g (max |out| %.3g), lse max err %.3g\n", name, max_err, max_ref, lse_err);
+    test::expect_engine_matches_golden(*kind, s, g.data, g.config["scale"].get<float>(), name);
   }
 }
 
