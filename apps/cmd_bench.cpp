@@ -127,6 +127,28 @@ void print_memory(const char* stage, size_t bytes, Device device) {
 // Builds random weights for `config`, reporting how long that took and resetting the
 // allocator's peak so the stage's figures start here. The blocks the previous stage freed are
 // given back to the system first: the caching allocator would otherwise keep them resident.
+// The sampler loop timed per step: step i runs from its first model call to the next step's
+// first call (the last one to the end of the loop), so it holds every pass of the step and the
+// sampler update. Prints the step times and whether the result is finite.
+Tensor timed_denoise(samplers::FlowSampler& sampler, const Tensor& x, const samplers::VelocityFn& model_velocity,
+                     samplers::Guidance guidance, int steps, Device device) {
+  std::vector<double> starts;
+  Stopwatch clock(device);
+  auto velocity = [&](const Tensor& xt, int step, attention::Pass pass) {
+    if (int(starts.size()) == step) starts.push_back(clock.seconds());
+    return model_velocity(xt, step, pass);
+  };
+  Progress progress(steps, "denoise");  // drawn on a terminal only
+  Tensor out = samplers::denoise(sampler, x, velocity, guidance, &progress);
+  starts.push_back(clock.seconds());
+  progress.finish();
+  for (int i = 0; i < steps; ++i) std::printf("step %d/%d: %.3f s\n", i + 1, steps, starts[i + 1] - starts[i]);
+  const double total = starts.back() - starts.front(), mean = total / steps;
+  std::printf("denoise: %.3f s for %d steps, %.3f s/step, %.4f it/s\n", total, steps, mean, 1.0 / mean);
+  std::printf("latents: %s\n", all_finite(out) ? "finite" : "NOT FINITE");
+  return out;
+}
+
 weights::ModelWeights generate(const char* stage, const weights::ModelConfig& config, DType dtype, Device device) {
   allocator_release_cached(Device::cpu());
   if (device.is_cuda()) allocator_release_cached(device);
@@ -199,8 +221,7 @@ void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
   }
   std::fflush(stdout);
 
-  // Denoising: step i's time runs from its first model call to the next step's first call (the
-  // last one to the end of the loop), so it holds both branches and the sampler update.
+  // Denoising, timed per step (timed_denoise).
   Tensor latents;
   {
     auto w = generate("dit", dit_config, dtype, device);
@@ -209,21 +230,8 @@ void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
     const auto kind = samplers::SamplerKind::UniPC;
     samplers::FlowSampler sampler(kind, samplers::wan_schedule(kind, o.steps, kShift));
     Tensor x = samplers::TorchGenerator(kSeed).randn(latent).to(device);
-    std::vector<double> starts;
-    Stopwatch clock(device);
-    const auto model_velocity = wan_velocity(model, sampler.schedule().timesteps, contexts, attn);
-    auto velocity = [&](const Tensor& xt, int step, attention::Pass pass) {
-      if (int(starts.size()) == step) starts.push_back(clock.seconds());
-      return model_velocity(xt, step, pass);
-    };
-    Progress progress(o.steps, "denoise");  // drawn on a terminal only
-    latents = samplers::denoise(sampler, x, velocity, {kCfg, attn.pag_scale}, &progress);
-    starts.push_back(clock.seconds());
-    progress.finish();
-    for (int i = 0; i < o.steps; ++i) std::printf("step %d/%d: %.3f s\n", i + 1, o.steps, starts[i + 1] - starts[i]);
-    const double total = starts.back() - starts.front(), mean = total / o.steps;
-    std::printf("denoise: %.3f s for %d steps, %.3f s/step, %.4f it/s\n", total, o.steps, mean, 1.0 / mean);
-    std::printf("latents: %s\n", all_finite(latents) ? "finite" : "NOT FINITE");
+    latents = timed_denoise(sampler, x, wan_velocity(model, sampler.schedule().timesteps, contexts, attn),
+                            {kCfg, attn.pag_scale}, o.steps, device);
     print_memory("dit", weight_bytes(w), device);
   }
   std::fflush(stdout);
@@ -342,8 +350,7 @@ void run_bench_t2i(const BenchT2iOptions& o, const GlobalOptions& global) {
   }
   std::fflush(stdout);
 
-  // Denoising: step i's time runs from its model call to the next step's (the last one to the end
-  // of the loop), so it holds the sampler update (and PAG's perturbed pass when asked).
+  // Denoising, timed per step (timed_denoise).
   Tensor latents;
   {
     auto wts = generate("dit", dit_config, dtype, device);
@@ -351,21 +358,10 @@ void run_bench_t2i(const BenchT2iOptions& o, const GlobalOptions& global) {
     dit::FluxModel model(wts, dit_cfg, device);
     samplers::FlowSampler sampler(samplers::SamplerKind::Euler, samplers::flux_schedule(o.steps, h * w, dev));
     Tensor x = dit::pack_latents(samplers::TorchGenerator(kSeed).randn(latent).to(device));
-    std::vector<double> starts;
-    Stopwatch clock(device);
-    const auto model_velocity = flux_velocity(model, sampler.schedule().timesteps, cond, attn);
-    auto velocity = [&](const Tensor& xt, int step, attention::Pass pass) {
-      if (int(starts.size()) == step) starts.push_back(clock.seconds());
-      return model_velocity(xt, step, pass);
-    };
-    Progress progress(o.steps, "denoise");  // drawn on a terminal only
-    latents = dit::unpack_latents(samplers::denoise(sampler, x, velocity, {1.0, attn.pag_scale}, &progress), 2 * h, 2 * w);
-    starts.push_back(clock.seconds());
-    progress.finish();
-    for (int i = 0; i < o.steps; ++i) std::printf("step %d/%d: %.3f s\n", i + 1, o.steps, starts[i + 1] - starts[i]);
-    const double total = starts.back() - starts.front(), mean = total / o.steps;
-    std::printf("denoise: %.3f s for %d steps, %.3f s/step, %.4f it/s\n", total, o.steps, mean, 1.0 / mean);
-    std::printf("latents: %s\n", all_finite(latents) ? "finite" : "NOT FINITE");
+    latents = dit::unpack_latents(
+        timed_denoise(sampler, x, flux_velocity(model, sampler.schedule().timesteps, cond, attn),
+                      {1.0, attn.pag_scale}, o.steps, device),
+        2 * h, 2 * w);
     print_memory("dit", weight_bytes(wts), device);
   }
   std::fflush(stdout);
