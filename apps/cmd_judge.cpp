@@ -116,21 +116,44 @@ Verdict judge(const std::vector<Image>& frames) {
   return v;
 }
 
+// PSNR in dB of `frames` against `reference` over every pixel and channel (inf when identical).
+double psnr(const std::vector<Image>& frames, const std::vector<Image>& reference, const std::string& ref_path) {
+  DK_CHECK(frames.size() == reference.size() && !frames.empty() && frames[0].width == reference[0].width &&
+               frames[0].height == reference[0].height,
+           "--reference ", ref_path, ": expected ", frames.size(), " frames of ", frames.empty() ? 0 : frames[0].width,
+           "x", frames.empty() ? 0 : frames[0].height, ", got ", reference.size(), " of ",
+           reference.empty() ? 0 : reference[0].width, "x", reference.empty() ? 0 : reference[0].height);
+  double se = 0, n = 0;
+  for (size_t f = 0; f < frames.size(); ++f)
+    for (int y = 0; y < frames[f].height; ++y)
+      for (int x = 0; x < frames[f].width; ++x)
+        for (int c = 0; c < 3; ++c) {
+          const double d = double(frames[f].at(x, y)[c]) - double(reference[f].at(x, y)[c]);
+          se += d * d;
+          n += 1;
+        }
+  return se == 0 ? INFINITY : 10.0 * std::log10(255.0 * 255.0 / (se / n));
+}
+
 }  // namespace
 
 void register_judge(CLI::App& app, const GlobalOptions&) {
   struct JudgeOptions {
-    std::string video, prompt;
+    std::string video, prompt, reference;
   };
   auto o = std::make_shared<JudgeOptions>();
   auto* cmd = app.add_subcommand("judge", "what a models/wan-shapes video shows: colours, shape, direction");
   cmd->add_option("video", o->video, "video file (MP4 or anything FFmpeg reads)")->required();
   cmd->add_option("-p,--prompt", o->prompt, "'a COLOUR SHAPE moving DIRECTION on a COLOUR background' to score");
+  cmd->add_option("--reference", o->reference, "another run's video: also print the PSNR against it");
   cmd->callback([o] {
-    const Verdict v = judge(read_video_frames(o->video));
+    const std::vector<Image> frames = read_video_frames(o->video);
+    const Verdict v = judge(frames);
     auto shown = [](const std::string& s) { return s.empty() ? std::string("none") : s; };
     std::printf("background: %s\nshape colour: %s\nshape: %s\ndirection: %s\n", v.bg.c_str(), shown(v.fg).c_str(),
                 shown(v.shape).c_str(), shown(v.direction).c_str());
+    if (!o->reference.empty())
+      std::printf("psnr vs reference: %.2f dB\n", psnr(frames, read_video_frames(o->reference), o->reference));
     if (o->prompt.empty()) return;
     static const std::regex re(R"(\s*a (\w+) (\w+) moving (\w+) on a (\w+) background\s*)");
     std::smatch m;

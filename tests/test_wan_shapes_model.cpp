@@ -44,6 +44,9 @@ TEST(WanShapesModel, GeneratesWhatThePromptSays) {
   ASSERT_EQ(jstatus, 0) << verdict;
   for (const char* attribute : {"background yes", "shape colour yes", "direction yes"})
     EXPECT_NE(verdict.find(attribute), std::string::npos) << attribute << "\n" << verdict;
+  auto [rstatus, self] = run_capture(std::string(DITKIT_BINARY) + " judge " + video + " --reference " + video);
+  ASSERT_EQ(rstatus, 0) << self;
+  EXPECT_NE(self.find("psnr vs reference: inf dB"), std::string::npos) << self;
   std::filesystem::remove_all(dir);
 }
 
