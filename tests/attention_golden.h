@@ -1,4 +1,4 @@
-// Shared by the attention kind tests: runs a kind's schedule on a golden's q/k/v through the
+// Shared by the attention kind tests: checks a rule's classify() against a mask, and runs a kind's schedule on a golden's q/k/v through the
 // block-sparse engine and checks out and lse against the golden within its README's float32
 // tolerance (out: 1e-5 abs or 1e-4 of max|out|; lse: 1e-5).
 #pragma once
@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "attention/block_sparse.h"
 #include "attention/kind.h"
@@ -36,6 +37,23 @@ inline void expect_engine_matches_golden(const attention::Kind& kind, const atte
   EXPECT_LE(lse_err, 1e-5) << what;
   std::printf("[ %s ] %s: out max err %.3g (max |out| %.3g), lse max err %.3g\n", kind.name().c_str(), what.c_str(),
               max_err, max_ref, lse_err);
+}
+
+// The true class of every q_block x k_block block of `mask` [lq x lk] equals classify().
+inline void expect_exact_classes(const attention::MaskRule& rule, const std::vector<uint8_t>& mask, int64_t lq, int64_t lk,
+                          int64_t q_block, int64_t k_block) {
+  for (int64_t q0 = 0; q0 < lq; q0 += q_block)
+    for (int64_t k0 = 0; k0 < lk; k0 += k_block) {
+      const int64_t q1 = std::min(q0 + q_block, lq), k1 = std::min(k0 + k_block, lk);
+      int64_t visible = 0;
+      for (int64_t q = q0; q < q1; ++q)
+        for (int64_t k = k0; k < k1; ++k) visible += mask[size_t(q * lk + k)];
+      const attention::BlockClass want = visible == 0                       ? attention::BlockClass::Empty
+                              : visible == (q1 - q0) * (k1 - k0) ? attention::BlockClass::Full
+                                                                 : attention::BlockClass::Partial;
+      ASSERT_EQ(int(rule.classify(q0, q1, k0, k1)), int(want))
+          << "block " << q_block << "x" << k_block << " at " << q0 << ", " << k0;
+    }
 }
 
 }  // namespace ditkit::test

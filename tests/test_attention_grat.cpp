@@ -57,23 +57,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// The true class of every q_block x k_block block of `mask` [lq x lk] equals classify().
-void expect_exact_classes(const MaskRule& rule, const std::vector<uint8_t>& mask, int64_t lq, int64_t lk,
-                          int64_t q_block, int64_t k_block) {
-  for (int64_t q0 = 0; q0 < lq; q0 += q_block)
-    for (int64_t k0 = 0; k0 < lk; k0 += k_block) {
-      const int64_t q1 = std::min(q0 + q_block, lq), k1 = std::min(k0 + k_block, lk);
-      int64_t visible = 0;
-      for (int64_t q = q0; q < q1; ++q)
-        for (int64_t k = k0; k < k1; ++k) visible += mask[size_t(q * lk + k)];
-      const BlockClass want = visible == 0                       ? BlockClass::Empty
-                              : visible == (q1 - q0) * (k1 - k0) ? BlockClass::Full
-                                                                 : BlockClass::Partial;
-      ASSERT_EQ(int(rule.classify(q0, q1, k0, k1)), int(want))
-          << "block " << q_block << "x" << k_block << " at " << q0 << ", " << k0;
-    }
-}
-
 const char* kCases[] = {"grat_x_3d_t4h12w16_g2x4x4_text32v20", "grat_b_3d_t4h12w16_g2x4x4_r1_text32v20",
                         "grat_x_2d_h16w24_g4x4_textprefix16"};
 
@@ -124,7 +107,7 @@ TEST(AttentionGrat, GoldenOrderMaskAndBlockClasses) {
         ASSERT_EQ(m.rule->visible(qp, kp), permuted[size_t(qp * n + kp)] != 0) << qp << ", " << kp;
       }
     for (auto [qb, kb] : {std::pair<int64_t, int64_t>{group_tokens, group_tokens}, {64, 64}, {24, 40}, {7, 100}})
-      expect_exact_classes(*m.rule, permuted, n, n, qb, kb);
+      test::expect_exact_classes(*m.rule, permuted, n, n, qb, kb);
 
     const BlockSchedule s = build_schedule(*m.rule, n, n, group_tokens, group_tokens, m.q_order, m.k_order);
     const std::vector<uint8_t> classes_want = bytes(g.data.get("block_class_permuted"));

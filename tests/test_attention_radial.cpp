@@ -55,23 +55,6 @@ std::vector<uint8_t> block_mask_of(const nlohmann::json& params) {
                            params["model_type"] == "wan");
 }
 
-// The true class of every q_block x k_block block of `mask` [lq x lk] equals classify().
-void expect_exact_classes(const MaskRule& rule, const std::vector<uint8_t>& mask, int64_t lq, int64_t lk,
-                          int64_t q_block, int64_t k_block) {
-  for (int64_t q0 = 0; q0 < lq; q0 += q_block)
-    for (int64_t k0 = 0; k0 < lk; k0 += k_block) {
-      const int64_t q1 = std::min(q0 + q_block, lq), k1 = std::min(k0 + k_block, lk);
-      int64_t visible = 0;
-      for (int64_t q = q0; q < q1; ++q)
-        for (int64_t k = k0; k < k1; ++k) visible += mask[size_t(q * lk + k)];
-      const BlockClass want = visible == 0                       ? BlockClass::Empty
-                              : visible == (q1 - q0) * (k1 - k0) ? BlockClass::Full
-                                                                 : BlockClass::Partial;
-      ASSERT_EQ(int(rule.classify(q0, q1, k0, k1)), int(want))
-          << "block " << q_block << "x" << k_block << " at " << q0 << ", " << k0;
-    }
-}
-
 const char* kSmallCases[] = {"radial_wan_t8h8w16_bs32_df1", "radial_hunyuan_t5h12w20_bs64_df095_text24v17"};
 
 }  // namespace
@@ -112,7 +95,7 @@ TEST(AttentionRadial, RuleAndScheduleMatchGoldenMask) {
         ASSERT_EQ(m.rule->visible(q, k), want[size_t(q * g.tokens + k)] != 0) << "query " << q << ", key " << k;
     // Kernel blocks inside one radial block, straddling them, and lopsided.
     for (auto [qb, kb] : {std::pair{64, 64}, {32, 32}, {48, 80}, {100, 7}, {128, 128}}) {
-      expect_exact_classes(*m.rule, want, g.tokens, g.tokens, qb, kb);
+      test::expect_exact_classes(*m.rule, want, g.tokens, g.tokens, qb, kb);
       const BlockSchedule s = build_schedule(*m.rule, g.tokens, g.tokens, qb, kb);
       EXPECT_EQ(token_mask(s), want) << qb << "x" << kb;
       EXPECT_NEAR(s.density(), g.config["mask_density"].get<double>(), 1e-12);

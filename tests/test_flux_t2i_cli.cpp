@@ -29,27 +29,11 @@ namespace {
 
 const std::string kG = ditkit::test::kGolden + "flux_tiny/";
 
-struct Err {
-  double max_abs = 0, rel_rms = 0;
-};
-Err compare(const Tensor& got, const Tensor& want) {
-  EXPECT_EQ(got.numel(), want.numel()) << got.str() << " vs " << want.str();
-  if (got.numel() != want.numel()) return {INFINITY, INFINITY};
-  const auto a = got.to_vector(), b = want.to_vector();
-  double diff2 = 0, ref2 = 0, max_abs = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = double(a[i]) - double(b[i]);
-    diff2 += d * d;
-    ref2 += double(b[i]) * b[i];
-    max_abs = std::max(max_abs, std::fabs(d));
-  }
-  return {max_abs, std::sqrt(diff2 / std::max(ref2, 1e-30))};
-}
 
 // README thresholds: rel RMS and max abs (e2e latents and image: 2e-4 / 1e-3).
 void expect_close(const Tensor& got, const Tensor& want, const std::string& what, double rel = 2e-4,
                   double max_abs = 1e-3) {
-  const Err e = compare(got, want);
+  const test::Err e = test::compare(got, want);
   EXPECT_LE(e.rel_rms, rel) << what << " (max abs " << e.max_abs << ")";
   EXPECT_LE(e.max_abs, max_abs) << what << " (rel RMS " << e.rel_rms << ")";
 }

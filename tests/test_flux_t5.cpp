@@ -27,28 +27,11 @@ const weights::Checkpoint& io() {
   return ck;
 }
 
-// Max abs difference and RMS(diff) / RMS(want).
-struct Err {
-  double max_abs = 0, rel_rms = 0;
-};
-Err compare(const Tensor& got, const Tensor& want) {
-  EXPECT_EQ(got.shape(), want.shape()) << got.str() << " vs " << want.str();
-  if (got.shape() != want.shape()) return {INFINITY, INFINITY};
-  const auto a = got.to_vector(), b = want.to_vector();
-  double diff2 = 0, ref2 = 0, max_abs = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = double(a[i]) - double(b[i]);
-    diff2 += d * d;
-    ref2 += double(b[i]) * b[i];
-    max_abs = std::max(max_abs, std::fabs(d));
-  }
-  return {max_abs, std::sqrt(diff2 / std::max(ref2, 1e-30))};
-}
 
 // README §7 thresholds for a float32 runtime.
 void expect_close(const Tensor& got, const Tensor& want, const std::string& what, double rel = 1e-5,
                   double max_abs = 5e-5) {
-  const Err e = compare(got, want);
+  const test::Err e = test::compare(got, want);
   EXPECT_LE(e.rel_rms, rel) << what << " (max abs " << e.max_abs << ")";
   EXPECT_LE(e.max_abs, max_abs) << what << " (rel RMS " << e.rel_rms << ")";
 }
@@ -147,7 +130,7 @@ TEST(FluxT5, ForwardUnmaskedMatchesEveryBlock) {
   std::vector<float> real = ids.to_vector();
   for (float& v : real) v = v != 0.0f;  // pad id 0
   const Tensor masked = enc.forward(ids, Tensor::from_vector(real, ids.shape(), DType::I64));
-  EXPECT_GT(compare(masked, io().get("last_hidden_state")).rel_rms, 1e-3);
+  EXPECT_GT(test::compare(masked, io().get("last_hidden_state")).rel_rms, 1e-3);
 }
 
 TEST(FluxT5, LongSequenceClampedBuckets) {
@@ -195,18 +178,18 @@ TEST(FluxT5, ScaledFp8WeightsApplyTheirScale) {
   const auto config = weights::config_from_shapes(weights::Family::t5_xxl, w.shapes()).as<weights::T5Config>();
   const Tensor ids = io().get("input_ids");
   const Tensor got = text::UMT5Encoder(w, config).forward(ids, no_mask(ids));
-  const Err e = compare(got, io().get("last_hidden_state"));
+  const test::Err e = test::compare(got, io().get("last_hidden_state"));
   EXPECT_LE(e.rel_rms, 0.15) << "scaled fp8 weights (unscaled they would be 32x too large)";
-  EXPECT_LE(compare(got, forward_converted(DType::F8_E4M3)).rel_rms, 0.1) << "scaled fp8 vs plain fp8";
+  EXPECT_LE(test::compare(got, forward_converted(DType::F8_E4M3)).rel_rms, 0.1) << "scaled fp8 vs plain fp8";
 }
 
 TEST(FluxT5, HalfAndFp8StoredWeights) {
   const Tensor want = io().get("last_hidden_state");
-  const Err f16 = compare(forward_converted(DType::F16), want);
+  const test::Err f16 = test::compare(forward_converted(DType::F16), want);
   EXPECT_LE(f16.rel_rms, 2e-3) << "f16 weights";
-  const Err bf16 = compare(forward_converted(DType::BF16), want);
+  const test::Err bf16 = test::compare(forward_converted(DType::BF16), want);
   EXPECT_LE(bf16.rel_rms, 3e-2) << "bf16 weights";
-  const Err fp8 = compare(forward_converted(DType::F8_E4M3), want);
+  const test::Err fp8 = test::compare(forward_converted(DType::F8_E4M3), want);
   EXPECT_LE(fp8.rel_rms, 0.15) << "fp8 e4m3 weights";
 }
 

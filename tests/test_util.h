@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/tensor.h"
 
 namespace ditkit::test {
 
@@ -103,6 +106,24 @@ inline void expect_error(const std::function<void()>& f, std::initializer_list<s
     EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
 }
 inline void expect_error(const std::function<void()>& f, const std::string& part) { expect_error(f, {part}); }
+
+// Max abs difference and RMS(diff) / RMS(want) of two tensors with the same element count.
+struct Err {
+  double max_abs = 0, rel_rms = 0;
+};
+inline Err compare(const Tensor& got, const Tensor& want) {
+  EXPECT_EQ(got.numel(), want.numel()) << got.str() << " vs " << want.str();
+  if (got.numel() != want.numel()) return {INFINITY, INFINITY};
+  const auto a = got.to_vector(), b = want.to_vector();
+  double diff2 = 0, ref2 = 0, max_abs = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = double(a[i]) - double(b[i]);
+    diff2 += d * d;
+    ref2 += double(b[i]) * b[i];
+    max_abs = std::max(max_abs, std::fabs(d));
+  }
+  return {max_abs, std::sqrt(diff2 / std::max(ref2, 1e-30))};
+}
 
 // A fixture with a fresh folder per test (named after the suite, test and process), removed after it.
 class TempDirTest : public testing::Test {
