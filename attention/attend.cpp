@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "attention/attention.h"
+#include "attention/block_sparse.h"
 #include "attention/dense.h"
 #include "attention/hooks.h"
 #include "attention/plan.h"
@@ -41,51 +42,73 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, int64_t val
            k.dim(1), "], got ", valid_keys);
 }
 
+// Every pair visible: the all-FULL schedule, for the CUDA calls that need lse (the block-sparse
+// kernel writes it, the dense one does not).
+class AllVisible : public MaskRule {
+ public:
+  bool visible(int64_t, int64_t) const override { return true; }
+  BlockClass classify(int64_t, int64_t, int64_t, int64_t) const override { return BlockClass::Full; }
+};
+
 }  // namespace
 
-Tensor dense_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t valid_keys) {
+Tensor dense_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t valid_keys,
+                       Tensor* lse) {
   check_inputs(q, k, v, valid_keys);
   if (scale <= 0.0f) scale = 1.0f / std::sqrt(float(q.dim(3)));
   int64_t keys = valid_keys < 0 ? k.dim(1) : valid_keys;
-  if (q.numel() == 0) return Tensor::empty(q.shape(), q.dtype(), q.device());
-  if (q.device().is_cpu()) return dense_attention_cpu(q, k, v, scale, keys);
+  if (q.numel() == 0) {
+    if (lse) *lse = Tensor::empty({q.dim(0), q.dim(2), q.dim(1)}, DType::F32, q.device());
+    return Tensor::empty(q.shape(), q.dtype(), q.device());
+  }
+  if (q.device().is_cpu()) return dense_attention_cpu(q, k, v, scale, keys, lse);
 #ifdef DITKIT_WITH_CUDA
+  if (lse) {
+    const BlockShape shape = kernel_block_shape(q.device());
+    const BlockSchedule all = build_schedule(AllVisible(), q.dim(1), keys, shape.q_block, shape.k_block);
+    return block_sparse_attention(q, k.narrow(1, 0, keys), v.narrow(1, 0, keys), all, scale, lse);
+  }
   return dense_attention_cuda(q, k, v, scale, keys);
 #else
   fail("attention: ", q.device().str(), " tensors need a build with CUDA");
 #endif
 }
 
-Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const TokenLayout& layout, const Site& site,
-              const Control& control, float scale) {
+Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const TokenLayout& layout, const Site& at,
+              const Control& control, float scale, const Positions* positions) {
   check_inputs(q, k, v, layout.valid_keys);
   // Self and joint attention attend the same tokens, plus NATTEN's additional keys.
-  if (site.role != Role::CrossAttention && layout.text_position != TextPosition::AdditionalKV)
-    DK_CHECK(q.dim(1) == k.dim(1), "attention (", role_name(site.role), ", layer ", site.layer,
+  if (at.role != Role::CrossAttention && layout.text_position != TextPosition::AdditionalKV)
+    DK_CHECK(q.dim(1) == k.dim(1), "attention (", role_name(at.role), ", layer ", at.layer,
              "): queries and keys must be the same tokens, got q ", q.str(), ", k ", k.str());
 
+  AttentionCall call{at, layout, q, k, v, scale, positions, false, {}};
+  call.site.row = control.row;
+  const Site& site = call.site;
   std::vector<const Hook*> hooks;
   if (control.hooks)
     for (const auto& h : *control.hooks)
       if (h && h->applies(site)) hooks.push_back(h.get());
-  AttentionCall call{site, layout, q, k, v, scale};
   for (const Hook* h : hooks) h->before(call);
   if (!hooks.empty()) check_inputs(call.q, call.k, call.v, call.layout.valid_keys);
+  Tensor* lse = call.want_lse ? &call.lse : nullptr;
+  // Keys a hook appended are visible to every query: only the dense kernel runs such a call.
+  const bool appended = call.k.dim(1) != k.dim(1);
 
   Tensor out;
   if (!control.plan) {
-    out = dense_attention(call.q, call.k, call.v, call.scale, call.layout.valid_keys);
+    out = dense_attention(call.q, call.k, call.v, call.scale, appended ? -1 : call.layout.valid_keys, lse);
   } else {
     const Kind& kind = control.plan->kind_at(site);
     const float s = call.scale > 0.0f ? call.scale : kind.scale(call.q.dim(3));
-    if (kind.is_dense() || kind.dense_at(site)) {
-      out = dense_attention(call.q, call.k, call.v, s, call.layout.valid_keys);
+    if (appended || kind.is_dense() || kind.dense_at(site)) {
+      out = dense_attention(call.q, call.k, call.v, s, appended ? -1 : call.layout.valid_keys, lse);
     } else {
       const auto schedule = cached_schedule(kind, call.layout, call.q.dim(1), call.k.dim(1),
                                             kernel_block_shape(call.q.device()));
       // A pattern that hides nothing on this layout (a window as large as the grid) runs the dense kernel.
-      out = schedule->density() == 1.0 ? dense_attention(call.q, call.k, call.v, s)
-                                       : block_sparse_attention(call.q, call.k, call.v, *schedule, s);
+      out = schedule->density() == 1.0 ? dense_attention(call.q, call.k, call.v, s, -1, lse)
+                                       : block_sparse_attention(call.q, call.k, call.v, *schedule, s, lse);
     }
   }
   for (const Hook* h : hooks) h->after(call, out);

@@ -4,6 +4,7 @@
 // which kind of attention runs.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,7 @@ struct Site {
   int layer = -1;  // block index within the model (FLUX: global 0..56)
   int step = -1;   // sampler step (0-based)
   Pass pass = Pass::Cond;
+  int row = 0;  // which sample of a lockstep batch (style / edit rows) the evaluation is for
 };
 
 class Plan;
@@ -45,15 +47,29 @@ class Hook;
 struct Control {
   const Plan* plan = nullptr;
   const std::vector<std::shared_ptr<const Hook>>* hooks = nullptr;
+  int row = 0;  // copied into every Site of the evaluation (Site::row)
+};
+
+// The RoPE positions of a self/joint attention call, for hooks that move tokens or append
+// keys at other positions (ShiftPE): ids [tokens x axes] row-major in the call's canonical
+// token order (FLUX: text then image ids; Wan: frame, row, column), and the model's rotation
+// of x [B, n, H, D] by ids [n x axes].
+struct Positions {
+  const std::vector<int64_t>* ids = nullptr;
+  int axes = 0;
+  std::function<Tensor(const Tensor& x, const std::vector<int64_t>& ids)> rope;
 };
 
 // q [B, Lq, H, D], k and v [B, Lk, H, D] (strided views allowed); returns [B, Lq, H, D] in
 // q's dtype. scale <= 0 means the kind's own (1/sqrt(D) for all but FreeSwim).
+// `positions` (self/joint attention of RoPE models) is passed on to the hooks.
 Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const TokenLayout& layout, const Site& site,
-              const Control& control = {}, float scale = 0.0f);
+              const Control& control = {}, float scale = 0.0f, const Positions* positions = nullptr);
 
 // Dense attention kernel (flash-style: online softmax over key tiles, never materialises
-// Lq x Lk): keys at index >= valid_keys (when valid_keys >= 0) are masked out.
-Tensor dense_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t valid_keys = -1);
+// Lq x Lk): keys at index >= valid_keys (when valid_keys >= 0) are masked out. lse (optional)
+// receives [B, H, Lq] f32 natural-log logsumexp of the scaled visible scores.
+Tensor dense_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t valid_keys = -1,
+                       Tensor* lse = nullptr);
 
 }  // namespace ditkit::attention

@@ -12,7 +12,9 @@ namespace ditkit::attention {
 // F32/F16/BF16, with head_dim > 0.
 void check_operands(const char* who, const Tensor& q, const Tensor& k, const Tensor& v);
 
-Tensor dense_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t keys);
+// lse: null, or set to [B, H, Lq] f32.
+Tensor dense_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t keys,
+                           Tensor* lse = nullptr);
 #ifdef DITKIT_WITH_CUDA
 Tensor dense_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t keys);
 #endif

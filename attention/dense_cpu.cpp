@@ -14,12 +14,14 @@ constexpr int64_t kQueryTile = 64;  // query rows per task
 
 }  // namespace
 
-Tensor dense_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t keys) {
+Tensor dense_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t keys,
+                           Tensor* lse) {
   Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
   const int64_t Lq = q.dim(1);
+  if (lse) *lse = Tensor::empty({q.dim(0), q.dim(2), Lq}, DType::F32, q.device());
   const cpu::Problem pb{cpu::Operand(q), cpu::Operand(k), cpu::Operand(v), static_cast<char*>(out.raw()),
                         out.dtype(), q.dim(0), Lq, q.dim(2), q.dim(3), keys, nullptr,
-                        scale * std::numbers::log2e_v<float>};
+                        scale * std::numbers::log2e_v<float>, lse ? lse->data<float>() : nullptr};
   const int64_t tiles = (Lq + kQueryTile - 1) / kQueryTile;
   cpu::run_heads(pb, tiles, kQueryTile, [&](cpu::FlashTile& tile, int64_t b, int64_t h, int64_t t) {
     const int64_t q0 = t * kQueryTile;

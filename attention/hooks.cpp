@@ -21,9 +21,11 @@ bool Where::matches(const Site& site) const {
   return step_ok && listed(layers, site.layer) && listed(passes, site.pass) && listed(roles, site.role);
 }
 
-bool moved_positions(const Control& control, const Site& site, const TokenLayout& layout,
+bool moved_positions(const Control& control, const Site& at, const TokenLayout& layout,
                      const std::vector<int64_t>& ids, std::vector<int64_t>& moved) {
   if (!control.hooks) return false;
+  Site site = at;
+  site.row = control.row;
   bool any = false;
   for (const auto& h : *control.hooks) {
     if (!h || !h->applies(site)) continue;
@@ -36,6 +38,26 @@ bool moved_positions(const Control& control, const Site& site, const TokenLayout
     }
   }
   return any;
+}
+
+void run_normed_hooks(const Control& control, const Site& at, const TokenLayout& layout,
+                      const Positions* positions, Tensor& q, Tensor& k, Tensor& v) {
+  if (!control.hooks) return;
+  AttentionCall call{at, layout, q, k, v, 0.0f, positions, false, {}};
+  call.site.row = control.row;
+  bool any = false;
+  for (const auto& h : *control.hooks) {
+    if (!h || !h->applies(call.site)) continue;
+    h->normed(call);
+    any = true;
+  }
+  if (!any) return;
+  DK_CHECK(call.q.shape() == q.shape() && call.k.shape() == k.shape() && call.v.shape() == v.shape(),
+           "attention hook (layer ", at.layer, "): normed() must keep the shapes of q ", q.str(), ", k ", k.str(),
+           ", v ", v.str());
+  q = call.q;
+  k = call.k;
+  v = call.v;
 }
 
 }  // namespace ditkit::attention

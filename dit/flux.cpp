@@ -164,7 +164,7 @@ struct FluxModel::Context {
   const attention::Control* control;
 };
 
-Tensor FluxModel::attention(int layer, const std::string& name, Tensor q, Tensor k, const Tensor& v,
+Tensor FluxModel::attention(int layer, const std::string& name, Tensor q, Tensor k, Tensor v,
                             const Context& ctx) const {
   const int64_t n = q.dim(0);
   if (tap_) {
@@ -173,6 +173,18 @@ Tensor FluxModel::attention(int layer, const std::string& name, Tensor q, Tensor
     tap(name + ".v", ops::permute(v, {1, 0, 2}));
   }
   const Site site{Role::JointAttention, layer, ctx.step, ctx.pass};
+  attention::Positions positions;
+  if (ctx.control->hooks) {
+    positions = {&ctx.positions, 3, [this](const Tensor& x, const std::vector<int64_t>& ids) {
+                   const RopeTable t = rope_table(ids, config_.axes_dim, config_.theta, device_);
+                   return ops::rope(x, t.cos.unsqueeze(1), t.sin.unsqueeze(1));
+                 }};
+    Tensor q4 = q.unsqueeze(0), k4 = k.unsqueeze(0), v4 = v.unsqueeze(0);
+    attention::run_normed_hooks(*ctx.control, site, ctx.layout, &positions, q4, k4, v4);
+    q = q4.select(0, 0);
+    k = k4.select(0, 0);
+    v = v4.select(0, 0);
+  }
   // A hook may move the RoPE positions of this call; the layer then gets its own table.
   Tensor cos = ctx.rope_cos, sin = ctx.rope_sin;
   std::vector<int64_t> moved;
@@ -187,7 +199,8 @@ Tensor FluxModel::attention(int layer, const std::string& name, Tensor q, Tensor
     tap(name + ".q_rope", ops::permute(q, {1, 0, 2}));
     tap(name + ".k_rope", ops::permute(k, {1, 0, 2}));
   }
-  const Tensor out = attention::attend(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), ctx.layout, site, *ctx.control)
+  const Tensor out = attention::attend(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), ctx.layout, site, *ctx.control,
+                                       0.0f, ctx.control->hooks ? &positions : nullptr)
                          .reshape({n, config_.hidden_size});
   tap(name + ".out", out);
   return out;

@@ -78,8 +78,9 @@ class FluxModel {
   void double_block(int i, Tensor& img, Tensor& txt, const Context& ctx) const;
   // SingleStreamBlock on x = [txt; img] [T + L, H].
   Tensor single_block(int j, const Tensor& x, const Context& ctx) const;
-  // q, k [T+L, heads, D] after QK norm: RoPE (hook-moved positions if any), attend, merge heads.
-  Tensor attention(int layer, const std::string& name, Tensor q, Tensor k, const Tensor& v, const Context& ctx) const;
+  // q, k [T+L, heads, D] after QK norm: normed-stage hooks, RoPE (hook-moved positions if any),
+  // attend, merge heads.
+  Tensor attention(int layer, const std::string& name, Tensor q, Tensor k, Tensor v, const Context& ctx) const;
   void tap(const std::string& name, const Tensor& value) const {
     if (tap_) tap_(name, value);
   }

@@ -104,11 +104,22 @@ Tensor WanModel::block(int layer, const Tensor& x, const Tensor& e0, const Tenso
   tap(name("selfattn_in"), y);
   Tensor q = qk_norm(ops::linear(y, b.sa_q_w, b.sa_q_b), b.sa_norm_q).reshape({L, n, d});
   Tensor k = qk_norm(ops::linear(y, b.sa_k_w, b.sa_k_b), b.sa_norm_k).reshape({L, n, d});
-  const Tensor v = ops::linear(y, b.sa_v_w, b.sa_v_b).reshape({1, L, n, d});
+  Tensor v = ops::linear(y, b.sa_v_w, b.sa_v_b).reshape({1, L, n, d});
   tap(name("q_normed"), q);
   tap(name("k_normed"), k);
-  // A hook may move the RoPE positions of this call; the layer then gets its own table.
   const Site self_site{Role::SelfAttention, layer, step, pass};
+  attention::Positions at;
+  if (control.hooks) {
+    at = {&positions, 3, [this, d](const Tensor& t, const std::vector<int64_t>& ids) {
+            const RopeTable r = rope_table(ids, wan_rope_axes(d), 10000.0, device_);
+            return ops::rope(t, r.cos.unsqueeze(1), r.sin.unsqueeze(1));
+          }};
+    Tensor q4 = q.unsqueeze(0), k4 = k.unsqueeze(0);
+    attention::run_normed_hooks(control, self_site, grid, &at, q4, k4, v);
+    q = q4.select(0, 0);
+    k = k4.select(0, 0);
+  }
+  // A hook may move the RoPE positions of this call; the layer then gets its own table.
   std::vector<int64_t> moved;
   const RopeTable table = attention::moved_positions(control, self_site, grid, positions, moved)
                               ? rope_table(moved, wan_rope_axes(d), 10000.0, device_)
@@ -118,7 +129,8 @@ Tensor WanModel::block(int layer, const Tensor& x, const Tensor& e0, const Tenso
   k = ops::rope(k, rope_cos, rope_sin);
   tap(name("q_rope"), q);
   tap(name("k_rope"), k);
-  Tensor attn = attention::attend(q.unsqueeze(0), k.unsqueeze(0), v, grid, self_site, control);
+  Tensor attn = attention::attend(q.unsqueeze(0), k.unsqueeze(0), v, grid, self_site, control, 0.0f,
+                                  control.hooks ? &at : nullptr);
   attn = ops::linear(attn.reshape({L, config_.dim}), b.sa_o_w, b.sa_o_b);
   tap(name("selfattn_out"), attn);
   Tensor h = ops::add(x, ops::mul(attn, row(2)));

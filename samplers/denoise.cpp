@@ -1,5 +1,6 @@
 #include "samplers/denoise.h"
 
+#include "core/error.h"
 #include "core/ops.h"
 
 namespace ditkit::samplers {
@@ -7,21 +8,42 @@ namespace ditkit::samplers {
 using attention::Pass;
 
 Tensor denoise(FlowSampler& sampler, Tensor x, const VelocityFn& model, Guidance guidance, Progress* progress) {
-  for (int i = 0; i < sampler.steps(); ++i) {
-    const Tensor v_cond = model(x, i, Pass::Cond);
-    Tensor v = v_cond;
+  return denoise_rows({&sampler}, {std::move(x)}, [&](const Tensor& xr, int step, Pass pass, int) {
+           return model(xr, step, pass);
+         }, guidance, progress)[0];
+}
+
+std::vector<Tensor> denoise_rows(const std::vector<FlowSampler*>& samplers, std::vector<Tensor> xs,
+                                 const RowVelocityFn& model, Guidance guidance, Progress* progress,
+                                 const StepFn& before_step) {
+  DK_CHECK(!xs.empty() && samplers.size() == xs.size(), "denoise: ", xs.size(), " samples need as many samplers, got ",
+           samplers.size());
+  const int rows = int(xs.size()), steps = samplers[0]->steps();
+  for (const FlowSampler* s : samplers)
+    DK_CHECK(s->steps() == steps, "denoise: every row's sampler must take ", steps, " steps, got ", s->steps());
+  auto all_rows = [&](int step, Pass pass) {
+    std::vector<Tensor> v;
+    for (int r = 0; r < rows; ++r) v.push_back(model(xs[size_t(r)], step, pass, r));
+    return v;
+  };
+  for (int i = 0; i < steps; ++i) {
+    if (before_step) before_step(i, xs);
+    const std::vector<Tensor> v_cond = all_rows(i, Pass::Cond);
+    std::vector<Tensor> v = v_cond;
     if (guidance.cfg != 1.0) {
-      const Tensor v_uncond = model(x, i, Pass::Uncond);
-      v = ops::add(v_uncond, ops::affine(ops::sub(v_cond, v_uncond), float(guidance.cfg), 0.0f));
+      const std::vector<Tensor> v_uncond = all_rows(i, Pass::Uncond);
+      for (int r = 0; r < rows; ++r)
+        v[r] = ops::add(v_uncond[r], ops::affine(ops::sub(v_cond[r], v_uncond[r]), float(guidance.cfg), 0.0f));
     }
     if (guidance.perturbed != 0.0) {
-      const Tensor v_ptb = model(x, i, Pass::Perturbed);
-      v = ops::add(v, ops::affine(ops::sub(v_cond, v_ptb), float(guidance.perturbed), 0.0f));
+      const std::vector<Tensor> v_ptb = all_rows(i, Pass::Perturbed);
+      for (int r = 0; r < rows; ++r)
+        v[r] = ops::add(v[r], ops::affine(ops::sub(v_cond[r], v_ptb[r]), float(guidance.perturbed), 0.0f));
     }
-    x = sampler.step(i, x, v);
+    for (int r = 0; r < rows; ++r) xs[r] = samplers[r]->step(i, xs[r], v[r]);
     if (progress) progress->tick();
   }
-  return x;
+  return xs;
 }
 
 }  // namespace ditkit::samplers

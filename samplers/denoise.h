@@ -4,6 +4,7 @@
 // function and decides what each pass means.
 #pragma once
 #include <functional>
+#include <vector>
 
 #include "attention/attention.h"
 #include "core/progress.h"
@@ -28,5 +29,18 @@ struct Guidance {
 // perturbed. `progress` (optional) ticks once per step.
 Tensor denoise(FlowSampler& sampler, Tensor x, const VelocityFn& model, Guidance guidance,
                Progress* progress = nullptr);
+
+// A lockstep batch (style-aligned sets, source + edit rows): row `row` of the batch.
+using RowVelocityFn = std::function<Tensor(const Tensor& x, int step, attention::Pass pass, int row)>;
+// Called at the start of every step with every row's sample; may overwrite rows (replaying a
+// reference's or a source's trajectory into its row).
+using StepFn = std::function<void(int step, std::vector<Tensor>& xs)>;
+
+// denoise() for several samples at once, one sampler each (all with the same number of
+// steps). Within a step each pass runs for rows 0, 1, ... in order before the next pass, so
+// attention hooks can hand what row 0 computed to the later rows of the same step and pass.
+std::vector<Tensor> denoise_rows(const std::vector<FlowSampler*>& samplers, std::vector<Tensor> xs,
+                                 const RowVelocityFn& model, Guidance guidance, Progress* progress = nullptr,
+                                 const StepFn& before_step = {});
 
 }  // namespace ditkit::samplers
