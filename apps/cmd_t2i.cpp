@@ -15,6 +15,7 @@
 
 #include "apps/commands.h"
 #include "apps/components.h"
+#include "apps/pipelines.h"
 #include "core/ops.h"
 #include "core/progress.h"
 #include "dit/flux.h"
@@ -32,51 +33,6 @@ namespace ditkit::apps {
 namespace {
 
 using weights::Family;
-
-// The text conditioning of N prompts (CPU, f32): T5 rows and pooled CLIP vectors.
-struct PromptEmbeds {
-  Tensor txt;  // [N, L, context dim]
-  Tensor vec;  // [N, pooled dim]
-};
-
-// FLUX's HFEmbedder for both encoders: CLIP padded to 77 with its pad token, T5 padded to
-// text_len and run WITHOUT an attention mask (the pads are attended, as the official code does).
-// Each encoder's weights are freed before the next one is built.
-PromptEmbeds encode_prompts(const FluxPaths& paths, const std::vector<std::string>& prompts, int64_t text_len,
-                            Device device) {
-  PromptEmbeds e;
-  {
-    const auto clip_c = paths.load(Family::clip_l);
-    const std::string tok_path = paths.clip_tokenizer_path();
-    std::optional<text::ClipTokenizer> loaded;
-    const text::ClipTokenizer& tok =
-        tok_path.empty() ? text::ClipTokenizer::builtin() : loaded.emplace(text::ClipTokenizer::load(tok_path));
-    const text::ClipTextEncoder clip(*clip_c.weights, clip_c.config.as<weights::ClipTextConfig>(), device);
-    e.vec = clip.forward(tok.encode_batch(prompts, text::ClipTokenizer::kContextLength).to(device))
-                .pooled.to(Device::cpu());
-  }
-  {
-    const auto t5_c = paths.load(Family::t5_xxl);
-    const auto tok = text::load_t5_tokenizer(paths.t5_tokenizer_path(), text::Clean::none);
-    const text::UMT5Encoder t5(*t5_c.weights, t5_c.config.as<weights::T5Config>(), device);
-    const Tensor ids = tok->encode_batch(prompts, text_len).ids;
-    e.txt = t5.forward(ids.to(device), Tensor::full(ids.shape(), 1.0f, DType::I64).to(device)).to(Device::cpu());
-  }
-  return e;
-}
-
-// One prompt per non-empty line.
-std::vector<std::string> read_prompts(const std::string& path) {
-  std::ifstream in(path);
-  DK_CHECK(in.good(), "--prompts ", path, ": cannot read the file");
-  std::vector<std::string> prompts;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!line.empty()) prompts.push_back(line);
-  }
-  DK_CHECK(!prompts.empty(), "--prompts ", path, ": no prompts (one per line)");
-  return prompts;
-}
 
 constexpr const char* kEmbedsName = "prompt_embeds";
 constexpr const char* kPooledName = "pooled_prompt_embeds";
@@ -121,15 +77,6 @@ Tensor read_noise(const std::string& path, const Shape& latent, int64_t count) {
   return t.to(DType::F32).contiguous();
 }
 
-// Image `index` of `count`: the path as given for one image; else the %d pattern filled in, or
-// "_<index>" before the extension.
-std::string numbered_path(const std::string& out, int64_t index, int64_t count) {
-  if (count == 1) return out;
-  if (out.find('%') != std::string::npos) return format_frame_path(out, index);
-  const std::filesystem::path p(out);
-  return (p.parent_path() / (p.stem().string() + "_" + std::to_string(index) + p.extension().string())).string();
-}
-
 struct T2iOptions {
   std::string prompt, prompts_file, prompt_embeds;
   FluxPaths paths;
@@ -141,14 +88,6 @@ struct T2iOptions {
   std::string noise, out = "out.png", save_latents;
   AttentionOptions attention;
 };
-
-// FLUX's CLI rounds the size down to multiples of 16 (VAE stride 8 x 2x2 packing).
-int64_t image_side(int64_t value, const char* flag) {
-  DK_CHECK(value >= 16, flag, " ", value, ": must be at least 16 pixels");
-  if (value % 16 != 0) std::fprintf(stderr, "%s %lld rounded down to %lld (a multiple of 16)\n", flag,
-                                    static_cast<long long>(value), static_cast<long long>(value / 16 * 16));
-  return value / 16 * 16;
-}
 
 void run_t2i(const T2iOptions& o, const GlobalOptions& global) {
   Device device = apply_global_options(global);
@@ -186,7 +125,7 @@ void run_t2i(const T2iOptions& o, const GlobalOptions& global) {
     DK_CHECK(int64_t(prompts.size()) == n, "--prompt-embeds ", o.prompt_embeds, " holds ", n,
              " prompts, the prompt options give ", prompts.size());
   } else {
-    embeds = encode_prompts(o.paths, prompts, text_len, device);
+    embeds = flux_encode_prompts(o.paths, prompts, text_len, device);
   }
   DK_CHECK(embeds.txt.dim(2) == dit_cfg.context_in_dim, "T5 width ", embeds.txt.dim(2),
            " does not match the DiT's context_in_dim ", dit_cfg.context_in_dim);
@@ -313,7 +252,7 @@ void register_encode_prompt(CLI::App& app, const GlobalOptions& global) {
       const auto dit = o->paths.find_dit_config();
       text_len = flux_default_text_len(!dit || dit->guidance_embed);
     }
-    save_prompt_embeds(o->out, encode_prompts(o->paths, prompts, text_len, device), prompts);
+    save_prompt_embeds(o->out, flux_encode_prompts(o->paths, prompts, text_len, device), prompts);
     if (global.verbose) std::fprintf(stderr, "wrote %s\n", o->out.c_str());
   });
 }

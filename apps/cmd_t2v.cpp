@@ -8,6 +8,7 @@
 
 #include "apps/commands.h"
 #include "apps/components.h"
+#include "apps/pipelines.h"
 #include "core/ops.h"
 #include "core/progress.h"
 #include "dit/wan.h"
@@ -23,15 +24,9 @@
 namespace ditkit::apps {
 namespace {
 
-// wan/configs/shared_config.py sample_neg_prompt.
-const char* kWanNegativePrompt =
-    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，"
-    "残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，"
-    "三条腿，背景人很多，倒着走";
-
 struct T2vOptions {
   std::string prompt, negative_prompt = kWanNegativePrompt;
-  std::string model, dit, text_encoder, vae, tokenizer;
+  WanPaths paths;
   int64_t frames = 81, width = 832, height = 480;
   int steps = 50;
   double cfg = 5.0, shift = 5.0;
@@ -43,27 +38,6 @@ struct T2vOptions {
   double fps = 16;
   int crf = 18;
 };
-
-struct VideoOutput {
-  std::string path;
-  double fps = 16;
-  int crf = 18;
-};
-
-// A .mp4 (or other container) file, or a PNG per frame when the path holds a %d pattern.
-void write_frames(const Tensor& video, const VideoOutput& out, const PngText& text) {
-  auto frames = video_tensor_frames(video);
-  if (out.path.find('%') != std::string::npos) {
-    Image frame;
-    int64_t index = 0;
-    while (frames(frame)) write_png(format_frame_path(out.path, index++), frame, text);
-    return;
-  }
-  VideoOptions options;
-  options.fps = out.fps;
-  options.crf = out.crf;
-  write_video(out.path, frames, options);
-}
 
 // --noise: one tensor of the latent shape, with or without a leading batch dimension of 1.
 Tensor read_noise(const std::string& path, const Shape& shape) {
@@ -85,15 +59,7 @@ void run_t2v(const T2vOptions& o, const GlobalOptions& global) {
   Device device = apply_global_options(global);
   check_size(o);
   auto kind = samplers::parse_sampler(o.sampler);
-  auto need = [&](const std::string& flag_value, const char* flag) {
-    DK_CHECK(!flag_value.empty() || !o.model.empty(), "give --model DIR or ", flag);
-    return flag_value.empty() ? o.model : flag_value;
-  };
-  auto dit_c = load_family(need(o.dit, "--dit"), weights::Family::wan_dit, o.dit.empty() ? "--model" : "--dit");
-  auto t5_c = load_family(need(o.text_encoder, "--text-encoder"), weights::Family::umt5,
-                          o.text_encoder.empty() ? "--model" : "--text-encoder");
-  auto vae_c = load_family(need(o.vae, "--vae"), weights::Family::wan_vae, o.vae.empty() ? "--model" : "--vae");
-  std::string tok_path = find_tokenizer(need(o.tokenizer, "--tokenizer"), o.tokenizer.empty() ? "--model" : "--tokenizer");
+  auto [dit_c, t5_c, vae_c, tok_path] = o.paths.load();
   auto dit_cfg = dit_c.config.as<weights::WanDitConfig>();
   const auto& vae_cfg = vae_c.config.as<weights::WanVaeConfig>();
   // The text length is both the tokenizer's padding and the rows the DiT pads the context to.
@@ -151,11 +117,7 @@ void register_t2v(CLI::App& app, const GlobalOptions& global) {
   auto* cmd = app.add_subcommand("t2v", "Wan2.1 text-to-video");
   cmd->add_option("-p,--prompt", o->prompt, "what the video shows")->required();
   cmd->add_option("-n,--negative-prompt", o->negative_prompt, "(default: the official Wan negative prompt)");
-  cmd->add_option("--model", o->model, "model folder (official, diffusers or ComfyUI files)");
-  cmd->add_option("--dit", o->dit, "DiT weights (file or folder); overrides --model");
-  cmd->add_option("--text-encoder", o->text_encoder, "umT5 weights; overrides --model");
-  cmd->add_option("--vae", o->vae, "Wan VAE weights; overrides --model");
-  cmd->add_option("--tokenizer", o->tokenizer, "spiece.model, tokenizer.json or their folder");
+  o->paths.add_to(*cmd);
   cmd->add_option("--frames", o->frames, "number of frames (4k+1)")->capture_default_str();
   cmd->add_option("-W,--width", o->width, "width in pixels (multiple of 16)")->capture_default_str();
   cmd->add_option("-H,--height", o->height, "height in pixels (multiple of 16)")->capture_default_str();
