@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "attention/freeswim.h"
+#include "attention/kind.h"
 #include "attention/pag.h"
 #include "attention/plan.h"
 #include "core/ops.h"
@@ -303,6 +304,116 @@ TEST(AttentionHooks, DualPathNoCacheAndOff) {
   DualPathRun off;
   EXPECT_EQ(off.run("sliding-window:train_tokens_hw=2x2,dual_path=false", 3), 0);
   EXPECT_EQ(off.passes.size(), 3u * 2);
+}
+
+// --- the normed stage, positions, lse, appended keys and lockstep rows ---------------------
+
+// normed() sees q/k before RoPE: rotating them with the call's own ids through Positions::rope
+// gives exactly what before() then sees; also records each call's row label.
+class RopeCheck final : public attention::Hook {
+ public:
+  bool applies(const Site& s) const override { return s.role == Role::SelfAttention; }
+  void normed(attention::AttentionCall& call) const override {
+    ASSERT_NE(call.positions, nullptr);
+    ASSERT_EQ(call.positions->ids->size(), size_t(call.q.dim(1) * call.positions->axes));
+    expected_k = call.positions->rope(call.k, *call.positions->ids);
+    rows.push_back(call.site.row);
+  }
+  void before(attention::AttentionCall& call) const override { diff = std::max(diff, max_abs_diff(call.k, expected_k)); }
+  mutable Tensor expected_k;
+  mutable double diff = 0;
+  mutable std::vector<int> rows;
+};
+
+TEST(AttentionHooks, NormedStageAndPositionsRope) {
+  Tiny t;
+  auto hook = std::make_shared<RopeCheck>();
+  const Hooks hooks{hook};
+  attention::Control c{nullptr, &hooks, 3};
+  EXPECT_EQ(max_abs_diff(t.forward(c), t.forward()), 0.0);
+  EXPECT_EQ(hook->diff, 0.0);
+  EXPECT_EQ(hook->rows, (std::vector<int>{3, 3}));  // 2 layers, row label from the Control
+}
+
+// Appends a copy of every key and value: attention over a duplicated key set is unchanged
+// (spec §5.7 #10), and the call asks for lse, which must be the log-sum-exp of its scores.
+class AppendCopy final : public attention::Hook {
+ public:
+  bool applies(const Site& s) const override { return s.role == Role::SelfAttention; }
+  void before(attention::AttentionCall& call) const override {
+    call.k = ops::concat({call.k, call.k}, 1);
+    call.v = ops::concat({call.v, call.v}, 1);
+    call.want_lse = true;
+  }
+  void after(const attention::AttentionCall& call, Tensor&) const override {
+    const int64_t L = call.q.dim(1), H = call.q.dim(2), D = call.q.dim(3);
+    const auto q = call.q.contiguous().to_vector(), k = call.k.contiguous().to_vector();
+    const auto lse = call.lse.to_vector();
+    ASSERT_EQ(int64_t(lse.size()), H * L);
+    const double scale = 1.0 / std::sqrt(double(D));
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < L; ++i) {
+        double m = -1e300, sum = 0;
+        std::vector<double> s(size_t(2 * L));
+        for (int64_t j = 0; j < 2 * L; ++j) {
+          double dot = 0;
+          for (int64_t d = 0; d < D; ++d) dot += double(q[size_t((i * H + h) * D + d)]) * k[size_t((j * H + h) * D + d)];
+          s[size_t(j)] = dot * scale;
+          m = std::max(m, s[size_t(j)]);
+        }
+        for (double x : s) sum += std::exp(x - m);
+        lse_err = std::max(lse_err, std::fabs(lse[size_t(h * L + i)] - (m + std::log(sum))));
+      }
+  }
+  mutable double lse_err = 0;
+};
+
+TEST(AttentionHooks, AppendedKeysRunDenseAndLseIsReturned) {
+  Tiny t;
+  auto hook = std::make_shared<AppendCopy>();
+  const Hooks hooks{hook};
+  const attention::Plan sparse(attention::parse_kind("neighborhood:kernel_size=1x3x3"));
+  EXPECT_LT(max_abs_diff(t.forward({nullptr, &hooks}), t.forward()), 2e-5);
+  EXPECT_LT(max_abs_diff(t.forward({&sparse, &hooks}), t.forward()), 2e-5);  // appended keys: dense kernel
+  EXPECT_LT(hook->lse_err, 2e-5);
+}
+
+// Rows in lockstep: each pass runs rows 0, 1, ... in order; the result of every row equals its
+// own denoise() run; before_step may overwrite a row.
+TEST(AttentionHooks, DenoiseRowsRunsPassesRowByRow) {
+  const auto schedule = samplers::wan_schedule(samplers::SamplerKind::Euler, 3, 5.0);
+  std::vector<std::pair<Pass, int>> order;
+  auto model = [&](const Tensor& x, int, Pass pass, int row) {
+    order.push_back({pass, row});
+    return ops::affine(x, pass == Pass::Cond ? 0.5f : -0.25f, float(row));
+  };
+  samplers::FlowSampler a(samplers::SamplerKind::Euler, schedule), b(samplers::SamplerKind::Euler, schedule);
+  const std::vector<Tensor> out =
+      samplers::denoise_rows({&a, &b}, {Tensor::full({2}, 1.0f), Tensor::full({2}, 2.0f)}, model, {3.0, 0.0});
+  ASSERT_EQ(order.size(), 3u * 4);
+  for (size_t i = 0; i < order.size(); ++i) {
+    EXPECT_EQ(order[i].first, (i / 2) % 2 == 0 ? Pass::Cond : Pass::Uncond);
+    EXPECT_EQ(order[i].second, int(i % 2));
+  }
+  for (int row = 0; row < 2; ++row) {
+    samplers::FlowSampler alone(samplers::SamplerKind::Euler, schedule);
+    const Tensor want = samplers::denoise(alone, Tensor::full({2}, 1.0f + row),
+                                          [&](const Tensor& x, int step, Pass pass) { return model(x, step, pass, row); },
+                                          {3.0, 0.0});
+    EXPECT_EQ(max_abs_diff(out[size_t(row)], want), 0.0);
+  }
+  // Replaying a fixed latent into row 0 before every step.
+  samplers::FlowSampler c(samplers::SamplerKind::Euler, schedule), d(samplers::SamplerKind::Euler, schedule);
+  std::vector<int> steps_seen;
+  const std::vector<Tensor> replayed = samplers::denoise_rows(
+      {&c, &d}, {Tensor::full({2}, 1.0f), Tensor::full({2}, 2.0f)}, model, {1.0, 0.0}, nullptr,
+      [&](int step, std::vector<Tensor>& xs) {
+        steps_seen.push_back(step);
+        xs[0] = Tensor::full({2}, 7.0f);
+      });
+  EXPECT_EQ(steps_seen, (std::vector<int>{0, 1, 2}));
+  const double s2 = schedule.sigmas[3] - schedule.sigmas[2];
+  EXPECT_NEAR(replayed[0].to_vector()[0], 7.0 + s2 * 0.5 * 7.0, 1e-5);
 }
 
 }  // namespace
