@@ -133,9 +133,11 @@ void print_memory(const char* stage, size_t bytes, Device device) {
 Tensor timed_denoise(samplers::FlowSampler& sampler, const Tensor& x, const samplers::VelocityFn& model_velocity,
                      samplers::Guidance guidance, int steps, Device device) {
   std::vector<double> starts;
+  int calls = 0;
   Stopwatch clock(device);
   auto velocity = [&](const Tensor& xt, int step, attention::Pass pass) {
     if (int(starts.size()) == step) starts.push_back(clock.seconds());
+    ++calls;
     return model_velocity(xt, step, pass);
   };
   Progress progress(steps, "denoise");  // drawn on a terminal only
@@ -144,7 +146,8 @@ Tensor timed_denoise(samplers::FlowSampler& sampler, const Tensor& x, const samp
   progress.finish();
   for (int i = 0; i < steps; ++i) std::printf("step %d/%d: %.3f s\n", i + 1, steps, starts[i + 1] - starts[i]);
   const double total = starts.back() - starts.front(), mean = total / steps;
-  std::printf("denoise: %.3f s for %d steps, %.3f s/step, %.4f it/s\n", total, steps, mean, 1.0 / mean);
+  std::printf("denoise: %.3f s for %d steps, %.3f s/step, %.4f it/s, %d model passes (%g per step)\n", total, steps,
+              mean, 1.0 / mean, calls, double(calls) / steps);
   std::printf("latents: %s\n", all_finite(out) ? "finite" : "NOT FINITE");
   return out;
 }
@@ -189,8 +192,7 @@ void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
   std::printf("bench t2v: dit %s, text encoder %s, vae %s; random %s weights on %s, %d threads\n", o.config.c_str(),
               o.text_encoder_config.c_str(), o.vae_config.c_str(), dtype_name(dtype), device.str().c_str(),
               num_threads());
-  std::printf("size: %lld frames %lldx%lld, latent %s, %lld video tokens, text-len %lld, %d steps unipc, cfg %g "
-              "(2 model calls per step)\n",
+  std::printf("size: %lld frames %lldx%lld, latent %s, %lld video tokens, text-len %lld, %d steps unipc, cfg %g\n",
               static_cast<long long>(o.frames), static_cast<long long>(o.width), static_cast<long long>(o.height),
               shape_str(latent).c_str(), static_cast<long long>(tokens), static_cast<long long>(text_len), o.steps,
               kCfg);
@@ -232,6 +234,9 @@ void run_bench_t2v(const BenchT2vOptions& o, const GlobalOptions& global) {
     Tensor x = samplers::TorchGenerator(kSeed).randn(latent).to(device);
     latents = timed_denoise(sampler, x, wan_velocity(model, sampler.schedule().timesteps, contexts, attn),
                             {kCfg, attn.pag_scale}, o.steps, device);
+    if (attn.dual_path)
+      std::printf("freeswim full-branch passes: %d (inside the model passes above)\n",
+                  attn.dual_path->store().full_branch_passes());
     print_memory("dit", weight_bytes(w), device);
   }
   std::fflush(stdout);

@@ -61,6 +61,7 @@ TEST(BenchT2vCli, TinyPipelineReportsEveryStage) {
   EXPECT_EQ(line_of(out, "step 4/3"), "");
   EXPECT_GE(number_after(out, "denoise: "), 0.0) << out;
   EXPECT_NE(line_of(out, "denoise: ").find("for 3 steps"), std::string::npos) << out;
+  EXPECT_NE(line_of(out, "denoise: ").find("6 model passes (2 per step)"), std::string::npos) << out;
   EXPECT_EQ(line_of(out, "latents: "), "latents: finite") << out;
   EXPECT_NE(line_of(out, "vae decode: ").find("latent [16, 2, 8, 8] -> video [3, 5, 64, 64]"), std::string::npos)
       << out;
@@ -68,6 +69,19 @@ TEST(BenchT2vCli, TinyPipelineReportsEveryStage) {
   for (const char* stage : {"text encoder memory: ", "dit memory: ", "vae memory: "})
     EXPECT_NE(line_of(out, stage).find("peak RSS so far"), std::string::npos) << stage << "\n" << out;
   EXPECT_NE(line_of(out, "total: weights "), "") << out;
+}
+
+// PAG adds a perturbed pass per step; FreeSwim's dual path counts its full-branch passes.
+TEST(BenchT2vCli, CountsModelPasses) {
+  const std::string tiny = "bench t2v --random-weights" + kTinyConfigs +
+                           " --frames 5 -W 64 -H 64 --steps 2 --skip-text-encoder --skip-vae";
+  const auto [rc, out] = run_capture(tiny + " --pag-scale 2");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(line_of(out, "denoise: ").find("6 model passes (3 per step)"), std::string::npos) << out;
+  const auto [rc2, out2] = run_capture(tiny + " --attention sliding-window:train_tokens_hw=2x2");
+  ASSERT_EQ(rc2, 0) << out2;
+  EXPECT_EQ(line_of(out2, "freeswim full-branch passes: "),
+            "freeswim full-branch passes: 1 (inside the model passes above)") << out2;
 }
 
 TEST(BenchT2vCli, SkipsAreStated) {
