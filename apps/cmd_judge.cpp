@@ -9,6 +9,7 @@
 
 #include "apps/commands.h"
 #include "core/error.h"
+#include "io/metrics.h"
 #include "io/video.h"
 
 namespace ditkit::apps {
@@ -116,25 +117,6 @@ Verdict judge(const std::vector<Image>& frames) {
   return v;
 }
 
-// PSNR in dB of `frames` against `reference` over every pixel and channel (inf when identical).
-double psnr(const std::vector<Image>& frames, const std::vector<Image>& reference, const std::string& ref_path) {
-  DK_CHECK(frames.size() == reference.size() && !frames.empty() && frames[0].width == reference[0].width &&
-               frames[0].height == reference[0].height,
-           "--reference ", ref_path, ": expected ", frames.size(), " frames of ", frames.empty() ? 0 : frames[0].width,
-           "x", frames.empty() ? 0 : frames[0].height, ", got ", reference.size(), " of ",
-           reference.empty() ? 0 : reference[0].width, "x", reference.empty() ? 0 : reference[0].height);
-  double se = 0, n = 0;
-  for (size_t f = 0; f < frames.size(); ++f)
-    for (int y = 0; y < frames[f].height; ++y)
-      for (int x = 0; x < frames[f].width; ++x)
-        for (int c = 0; c < 3; ++c) {
-          const double d = double(frames[f].at(x, y)[c]) - double(reference[f].at(x, y)[c]);
-          se += d * d;
-          n += 1;
-        }
-  return se == 0 ? INFINITY : 10.0 * std::log10(255.0 * 255.0 / (se / n));
-}
-
 }  // namespace
 
 void register_judge(CLI::App& app, const GlobalOptions&) {
@@ -153,7 +135,8 @@ void register_judge(CLI::App& app, const GlobalOptions&) {
     std::printf("background: %s\nshape colour: %s\nshape: %s\ndirection: %s\n", v.bg.c_str(), shown(v.fg).c_str(),
                 shown(v.shape).c_str(), shown(v.direction).c_str());
     if (!o->reference.empty())
-      std::printf("psnr vs reference: %.2f dB\n", psnr(frames, read_video_frames(o->reference), o->reference));
+      std::printf("psnr vs reference: %.2f dB\n",
+                  psnr(frames, read_video_frames(o->reference), {}, "--reference " + o->reference));
     if (o->prompt.empty()) return;
     static const std::regex re(R"(\s*a (\w+) (\w+) moving (\w+) on a (\w+) background\s*)");
     std::smatch m;

@@ -27,5 +27,7 @@ void register_decode(CLI::App& app, const GlobalOptions& global);
 void register_bench(CLI::App& app, const GlobalOptions& global);
 void register_attention(CLI::App& app, const GlobalOptions& global);
 void register_judge(CLI::App& app, const GlobalOptions& global);
+void register_edit(CLI::App& app, const GlobalOptions& global);
+void register_style(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace ditkit::apps

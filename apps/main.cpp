@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   ditkit::apps::register_bench(app, global);
   ditkit::apps::register_attention(app, global);
   ditkit::apps::register_judge(app, global);
+  ditkit::apps::register_edit(app, global);
+  ditkit::apps::register_style(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,160 @@
+// `ditkit edit` as a user runs it on the tiny golden models: FLUX image edits (identical prompts
+// reproduce the reconstruction; a --mask keeps the pixels outside it close to the reconstruction;
+// several rounds give numbered outputs with their metrics in the PNG text), a Wan video edit,
+// and the errors that name the flag to fix.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "io/image.h"
+#include "io/metrics.h"
+#include "io/video.h"
+#include "test_util.h"
+
+using namespace ditkit;
+
+namespace {
+
+const std::string kFlux = test::kGolden + "flux_tiny/";
+const std::string kWan = test::kGolden + "wan_tiny/";
+
+std::pair<int, std::string> run(const std::string& args) {
+  const std::string cmd = std::string(DITKIT_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[256];
+  while (p && fgets(buf, sizeof buf, p)) out += buf;
+  const int status = p ? pclose(p) : -1;
+  return {status, out};
+}
+
+std::string flux_args(int steps) {
+  return "edit --dit " + kFlux + "dit --vae " + kFlux + "ae --t5 " + kFlux + "t5 --clip-l " + kFlux +
+         "clip --t5-tokenizer " + kFlux + "t5/tokenizer_2 --max-sequence-length 24 --input " + kFlux +
+         "e2e/image.png --steps " + std::to_string(steps) + " ";
+}
+const std::string kSource = "-s 'a fluffy kitten sitting on a red sofa' ";
+
+// A gray 128 x 128 mask image, white where `edit(x, y)`.
+template <typename F>
+std::string write_mask(const std::string& path, int w, int h, F edit) {
+  Image m(w, h, 1);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) m.at(x, y)[0] = edit(x, y) ? 255 : 0;
+  write_png(path, m);
+  return path;
+}
+
+PixelMask half(int w, int h, bool left) {
+  PixelMask m{w, h, std::vector<uint8_t>(size_t(w) * h, 0)};
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) m.values[size_t(y) * w + x] = (x < w / 2) == left;
+  return m;
+}
+
+class EditCli : public test::TempDirTest {};
+
+TEST_F(EditCli, IdenticalPromptsReproduceTheReconstruction) {
+  const auto [rc, log] =
+      run(flux_args(32) + kSource + "-t 'a fluffy kitten sitting on a red sofa' --edit-word kitten " +
+          "--consistency 1 -o " + path("out.png") + " --save-reconstruction " + path("rec.png"));
+  ASSERT_EQ(rc, 0) << log;
+  const Image out = read_image(path("out.png"), 3), rec = read_image(path("rec.png"), 3);
+  const double p = psnr({out}, {rec}), s = ssim({out}, {rec});
+  std::printf("identical prompts, 32 steps: psnr %.2f dB, ssim %.4f vs the reconstruction\n", p, s);
+  EXPECT_GT(p, 30.0);  // measured 37.4 dB: only the inversion's error separates the rows
+  EXPECT_GT(s, 0.97);  // measured 0.993
+  EXPECT_NE(log.find("psnr outside the edit mask"), std::string::npos) << log;
+  EXPECT_NE(log.find("vae round trip psnr"), std::string::npos) << log;
+  bool found = false;
+  for (const auto& [key, value] : read_png_text(path("out.png"))) found |= key == "metrics";
+  EXPECT_TRUE(found);
+}
+
+// models/wan-shapes (trained): "a red circle" -> "a green circle" with the right half of the
+// frames as the edit region. Outside it the edit stays close to the reconstruction.
+TEST_F(EditCli, MaskedVideoEditKeepsTheOutsideClose) {
+  const std::string model = "--model " + std::string(DITKIT_TEST_DATA) + "/../../models/wan-shapes ";
+  const std::string red = "'a red circle moving left on a blue background'";
+  auto [rc, log] = run("t2v " + model + "-p " + red + " -W 32 -H 32 --frames 17 --steps 20 --sampler euler " +
+                       "--shift 3 --cfg 5 --seed 1 -o " + path("in.mp4"));
+  ASSERT_EQ(rc, 0) << log;
+  const std::string mask = write_mask(path("mask.png"), 32, 32, [](int x, int) { return x >= 16; });
+  std::tie(rc, log) = run("edit " + model + "--input " + path("in.mp4") + " -s " + red +
+                          " -t 'a green circle moving left on a blue background' --mask " + mask +
+                          " --steps 20 --shift 3 --cfg 1 --consistency 1 -o " + path("out_%02d.png") +
+                          " --save-reconstruction " + path("rec_%02d.png"));
+  ASSERT_EQ(rc, 0) << log;
+  std::vector<Image> out, rec;
+  for (int f = 0; f < 17; ++f) {
+    char name[16];
+    std::snprintf(name, sizeof name, "_%02d.png", f);
+    out.push_back(read_image(path(std::string("out") + name), 3));
+    rec.push_back(read_image(path(std::string("rec") + name), 3));
+  }
+  const double p = psnr(out, rec, half(32, 32, true)), s = ssim(out, rec, half(32, 32, true));
+  const double p_right = psnr(out, rec, half(32, 32, false));
+  std::printf("wan-shapes masked edit: outside the mask psnr %.2f dB, ssim %.4f; inside psnr %.2f dB\n", p, s, p_right);
+  EXPECT_GT(p, 17.0);           // measured 19.9 dB
+  EXPECT_GT(s, 0.65);           // measured 0.783
+  EXPECT_GT(p, p_right + 2.0);  // measured 15.2 dB inside, where the colour changed
+}
+
+TEST_F(EditCli, RoundsAreNumbered) {
+  const auto [rc, log] = run(flux_args(4) + kSource + "-t 'a fluffy puppy sitting on a red sofa' " +
+                             "-t 'a fluffy puppy sitting on a blue sofa' -o " + path("out.png"));
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_TRUE(std::filesystem::exists(path("out_0.png")));
+  EXPECT_TRUE(std::filesystem::exists(path("out_1.png")));
+  EXPECT_NE(log.find("round 2:"), std::string::npos) << log;
+  // Round 2 edits round 1's result: its mask comes from 'red', the word round 1's prompt loses.
+  for (const auto& [key, value] : read_png_text(path("out_1.png")))
+    if (key == "mask") {
+      EXPECT_EQ(value, "attention on 'red'");
+    }
+}
+
+TEST_F(EditCli, WanVideoEdit) {
+  const std::string wan = "--dit " + kWan + "dit/weights.safetensors --text-encoder " + kWan +
+                          "t5/weights.safetensors --vae " + kWan + "vae/weights.safetensors --tokenizer " + kWan +
+                          "tokenizer ";
+  auto [rc, log] = run("t2v -p 'a cat walks on the grass' " + wan + "-W 64 -H 64 --frames 5 --steps 4 --seed 1 -o " +
+                       path("in.mp4"));
+  ASSERT_EQ(rc, 0) << log;
+  std::tie(rc, log) = run("edit " + wan + "--input " + path("in.mp4") + " -s 'a cat walks on the grass' " +
+                          "-t 'a dog walks on the grass' --steps 4 --cfg 5 --shift 5 -o " + path("out.mp4") +
+                          " --save-reconstruction " + path("rec_%02d.png"));
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_EQ(read_video_frames(path("out.mp4")).size(), 5u);
+  EXPECT_TRUE(std::filesystem::exists(path("rec_04.png")));
+  EXPECT_NE(log.find("round 1: psnr outside the edit mask"), std::string::npos) << log;
+}
+
+TEST_F(EditCli, ErrorsNameTheFlag) {
+  const std::string target = "-t 'a fluffy puppy sitting on a red sofa' -o " + path("x.png");
+  std::vector<std::pair<std::string, std::string>> cases = {
+      {"edit --dit " + kFlux + "dit --input " + path("none.png") + " " + kSource + target, "--input"},
+      {flux_args(2) + kSource + "-t 'a fluffy kitten sitting on a red sofa' -o " + path("x.png"), "--edit-word"},
+      {flux_args(2) + kSource + target + " --mask " + write_mask(path("wide.png"), 128, 64, [](int, int) { return 1; }),
+       "--mask"},
+      {flux_args(2) + kSource + target + " --edit-word dog", "--edit-word 'dog'"},
+      {flux_args(2) + kSource + target + " --consistency 2", "--consistency"},
+  };
+  // Frames not 4k+1.
+  std::vector<Image> frames(6, Image(64, 64, 3));
+  write_video(path("six.mp4"), frames);
+  cases.push_back(
+      {"edit --dit " + kWan + "dit/weights.safetensors --input " + path("six.mp4") + " " + kSource + target, "4k+1"});
+  for (const auto& [args, flag] : cases) {
+    const auto [rc, log] = run(args);
+    EXPECT_NE(rc, 0) << args;
+    EXPECT_NE(log.find(flag), std::string::npos) << args << "\n" << log;
+  }
+  // A mask of another size but the input's aspect ratio is resampled, not refused.
+  const auto [rc, log] = run(flux_args(2) + kSource + target + " --mask " +
+                             write_mask(path("small.png"), 32, 32, [](int x, int) { return x >= 16; }));
+  EXPECT_EQ(rc, 0) << log;
+}
+
+}  // namespace
