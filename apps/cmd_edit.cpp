@@ -42,6 +42,8 @@ struct EditOptions {
   WanPaths paths;  // --model, --dit, --vae serve FLUX too
   FluxPaths flux;  // FLUX's text encoders and tokenizers
   std::string input, source_prompt, negative_prompt = kWanNegativePrompt, mask, edit_word, out, save_reconstruction;
+  std::string flux_layers = "all";
+  bool no_mask = false;
   std::vector<std::string> target_prompts;
   double consistency = 0.1, guidance = 3.5, cfg = 5.0, shift = 5.0;
   int steps = 0;
@@ -117,7 +119,7 @@ class Editor {
   samplers::FlowSchedule schedule;
   std::vector<double> timesteps;              // inversion_timesteps(schedule)
   int64_t frames = 1, height = 0, width = 0;  // the token grid
-  int from_layer = 0;                         // ConsistEdit's controlled layers (FLUX: the single blocks)
+  int from_layer = 0;                         // ConsistEdit's controlled layers: from_layer and up
   double cfg = 1.0;                           // Wan's CFG with the negative prompt
   AttentionSetup attention;
   std::vector<std::pair<std::string, std::string>> settings;
@@ -145,7 +147,8 @@ class FluxEditor final : public Editor {
     device_ = device;
     const int steps = o.steps > 0 ? o.steps : dev ? 28 : 4;
     schedule = samplers::flux_schedule(steps, height * width, dev);
-    from_layer = int(config_.depth);
+    // The paper controls every layer; the released FLUX code only the single-stream blocks.
+    from_layer = o.flux_layers == "single" ? int(config_.depth) : 0;
     attention =
         make_attention_setup(o.attention, config_.depth + config_.depth_single_blocks, config_.num_heads, false);
     settings = {{"model", "flux.1"}, {"steps", std::to_string(steps)}, {"shift", dev ? "on" : "off"}};
@@ -329,6 +332,9 @@ void run_edit(const EditOptions& o, const GlobalOptions& global) {
   DK_CHECK(!o.target_prompts.empty(), "give --target-prompt (once per round)");
   DK_CHECK(o.consistency >= 0.0 && o.consistency <= 1.0, "--consistency ", o.consistency, ": expected [0, 1]");
   DK_CHECK(o.steps >= 0, "--steps ", o.steps, ": must be at least 1");
+  DK_CHECK(o.flux_layers == "all" || o.flux_layers == "single", "--flux-layers ", o.flux_layers,
+           ": expected all or single");
+  DK_CHECK(!o.no_mask || (o.mask.empty() && o.edit_word.empty()), "--no-mask: give neither --mask nor --edit-word");
   weights::LoadedComponent dit_c = find_dit(o);
   const bool video = dit_c.detected.family == Family::wan_dit;
   const std::vector<Image> input = read_input(o.input, video);
@@ -378,7 +384,7 @@ void run_edit(const EditOptions& o, const GlobalOptions& global) {
     std::string mask_from = "--mask " + o.mask;
     if (user_mask) {
       keep = *user_mask;
-    } else {
+    } else if (!o.no_mask) {
       std::vector<std::string> words =
           o.edit_word.empty() ? removed_words(source_prompt, target_prompt) : std::vector<std::string>{o.edit_word};
       DK_CHECK(!words.empty(), "the source prompt '", source_prompt, "' and the target prompt '", target_prompt,
@@ -482,6 +488,12 @@ void register_edit(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("-n,--negative-prompt", o->negative_prompt, "Wan: (default: the official Wan negative prompt)");
   cmd->add_option("--mask", o->mask,
                   "edit region, white = edit (image of the input's aspect ratio; one for all frames)");
+  cmd->add_flag("--no-mask", o->no_mask,
+                "no mask: a global edit (style): Q and K of the whole image follow the source while "
+                "step < consistency x steps, V never");
+  cmd->add_option("--flux-layers", o->flux_layers,
+                  "FLUX: the controlled layers: all (the paper) or single (the single-stream blocks, as the released code)")
+      ->capture_default_str();
   cmd->add_option(
       "--edit-word", o->edit_word,
       "word of the source prompt whose attention gives the mask (default: the source words the target lacks)");

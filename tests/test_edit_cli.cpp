@@ -70,6 +70,15 @@ TEST_F(EditCli, IdenticalPromptsReproduceTheReconstruction) {
   bool found = false;
   for (const auto& [key, value] : read_png_text(path("out.png"))) found |= key == "metrics";
   EXPECT_TRUE(found);
+  // A global edit (no mask), and the released code's single-stream-only control, also keep it.
+  for (const char* extra : {"--no-mask", "--flux-layers single --edit-word kitten"}) {
+    const auto [rc2, log2] = run(flux_args(32) + kSource + "-t 'a fluffy kitten sitting on a red sofa' " + extra +
+                                 " --consistency 1 -o " + path("g.png") + " --save-reconstruction " + path("g_rec.png"));
+    ASSERT_EQ(rc2, 0) << log2;
+    const double pg = psnr({read_image(path("g.png"), 3)}, {read_image(path("g_rec.png"), 3)});
+    std::printf("identical prompts, %s: psnr %.2f dB\n", extra, pg);
+    EXPECT_GT(pg, 30.0) << extra;
+  }
 }
 
 // models/wan-shapes (trained): "a red circle" -> "a green circle" with the right half of the
@@ -140,6 +149,8 @@ TEST_F(EditCli, ErrorsNameTheFlag) {
        "--mask"},
       {flux_args(2) + kSource + target + " --edit-word dog", "--edit-word 'dog'"},
       {flux_args(2) + kSource + target + " --consistency 2", "--consistency"},
+      {flux_args(2) + kSource + target + " --flux-layers some", "--flux-layers some: expected all or single"},
+      {flux_args(2) + kSource + target + " --no-mask --edit-word kitten", "--no-mask: give neither"},
   };
   // Frames not 4k+1.
   std::vector<Image> frames(6, Image(64, 64, 3));
