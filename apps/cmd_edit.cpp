@@ -1,11 +1,12 @@
 // ditkit edit: ConsistEdit (../shared/spec/hooks.md §2) on a real image (FLUX.1) or video
 // (Wan2.1). The input is encoded and inverted with the source prompt (Uni-Inv, CFG 1,
-// samplers/inversion.h); the edit runs two rows in lockstep, the source row replaying the
-// inverted trajectory ([ours]: instead of caching the inversion's attention features) and the
-// target row denoising the inverted noise with the target prompt, with ConsistEdit's fusion
-// active (and the PAG / attention-kind options). The keep mask comes from --mask or from a
-// source-only pass recording the attention on the edit word. Each further --target-prompt edits
-// the previous round's result: its target row's trajectory becomes the replayed source.
+// samplers/inversion.h); the edit runs two rows in lockstep from the inverted noise: the source
+// row either replays the inverted trajectory ([ours], no memory) or denoises with the Q/K the
+// inversion recorded at every step and layer (--source-features inversion, the released code's
+// cache), the target row denoises with the target prompt, with ConsistEdit's fusion active (and
+// the PAG / attention-kind options). The keep mask comes from --mask or from a source-only pass
+// recording the attention on the edit word. Each further --target-prompt edits the previous
+// round's result: its target row's trajectory (or recorded features) becomes the next source.
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -42,7 +43,7 @@ struct EditOptions {
   WanPaths paths;  // --model, --dit, --vae serve FLUX too
   FluxPaths flux;  // FLUX's text encoders and tokenizers
   std::string input, source_prompt, negative_prompt = kWanNegativePrompt, mask, edit_word, out, save_reconstruction;
-  std::string flux_layers = "all";
+  std::string flux_layers = "all", source_features = "replay";
   bool no_mask = false;
   std::vector<std::string> target_prompts;
   double consistency = 0.1, guidance = 3.5, cfg = 5.0, shift = 5.0;
@@ -335,6 +336,9 @@ void run_edit(const EditOptions& o, const GlobalOptions& global) {
   DK_CHECK(o.flux_layers == "all" || o.flux_layers == "single", "--flux-layers ", o.flux_layers,
            ": expected all or single");
   DK_CHECK(!o.no_mask || (o.mask.empty() && o.edit_word.empty()), "--no-mask: give neither --mask nor --edit-word");
+  DK_CHECK(o.source_features == "replay" || o.source_features == "inversion", "--source-features ",
+           o.source_features, ": expected replay or inversion");
+  const bool cached = o.source_features == "inversion";
   weights::LoadedComponent dit_c = find_dit(o);
   const bool video = dit_c.detected.family == Family::wan_dit;
   const std::vector<Image> input = read_input(o.input, video);
@@ -358,13 +362,19 @@ void run_edit(const EditOptions& o, const GlobalOptions& global) {
     return attention::Control{&e.attention.plan, &hooks, row};
   };
 
-  // Inversion of the input with the source prompt.
+  // Inversion of the input with the source prompt (recording the source's features when cached).
   const Tensor clean = e.encode(input);
   auto t0 = std::chrono::steady_clock::now();
   std::vector<Tensor> trajectory;
+  auto features = std::make_unique<attention::FeatureCache>(e.from_layer);
   {
     Progress progress(steps + 1, "invert", {stderr, global.verbose});
-    const attention::Control c = control(e.attention.hooks, 0);
+    attention::Hooks hooks = e.attention.hooks;
+    if (cached) {
+      const attention::Hooks record = features->record(0);
+      hooks.insert(hooks.end(), record.begin(), record.end());
+    }
+    const attention::Control c = control(hooks, 0);
     trajectory = samplers::invert(
                      e.schedule, clean,
                      [&](const Tensor& x, int step, Pass pass) { return e.velocity(x, step, pass, 0, c); }, &progress)
@@ -409,14 +419,19 @@ void run_edit(const EditOptions& o, const GlobalOptions& global) {
       keep = recorder.keep_mask(0.1);
     }
 
-    // The edit: source row replayed, target row from the inverted noise, ConsistEdit between them.
+    // The edit: the source row replayed (or, with cached features, denoised with the recorded Q/K),
+    // the target row from the inverted noise, ConsistEdit between them.
     const attention::ConsistEdit edit({o.consistency, steps, {}, 0, 1, e.from_layer}, keep);
+    auto next_features = std::make_unique<attention::FeatureCache>(e.from_layer);
     attention::Hooks hooks = e.attention.hooks;
-    hooks.insert(hooks.end(), edit.hooks().begin(), edit.hooks().end());
+    auto add = [&](const attention::Hooks& more) { hooks.insert(hooks.end(), more.begin(), more.end()); };
+    if (cached) add(features->overwrite(0));
+    add(edit.hooks());
+    if (cached) add(next_features->record(1));
     const attention::Control controls[2] = {control(hooks, 0), control(hooks, 1)};
     samplers::FlowSampler s0(samplers::SamplerKind::Euler, e.schedule), s1(samplers::SamplerKind::Euler, e.schedule);
     std::vector<Tensor> target_trajectory;
-    const samplers::StepFn replay = samplers::replay(trajectory, 0);
+    const samplers::StepFn replay = cached ? samplers::StepFn() : samplers::replay(trajectory, 0);
     t0 = std::chrono::steady_clock::now();
     Progress progress(steps, "edit " + std::to_string(r + 1) + "/" + std::to_string(rounds), {stderr, global.verbose});
     std::vector<Tensor> rows = samplers::denoise_rows(
@@ -426,7 +441,7 @@ void run_edit(const EditOptions& o, const GlobalOptions& global) {
         },
         {e.cfg, e.attention.pag_scale}, &progress,
         [&](int step, std::vector<Tensor>& xs) {
-          replay(step, xs);
+          if (replay) replay(step, xs);
           target_trajectory.push_back(xs[1]);
         });
     progress.finish();
@@ -462,7 +477,10 @@ void run_edit(const EditOptions& o, const GlobalOptions& global) {
     if (!o.save_reconstruction.empty())
       e.write(numbered_path(o.save_reconstruction, int64_t(r), int64_t(rounds)), reconstruction,
               generation_text(source_prompt, "", settings));
+    if (cached && global.verbose)
+      std::fprintf(stderr, "feature cache: %.1f MB\n", double(features->bytes()) / (1 << 20));
     trajectory = std::move(target_trajectory);
+    features = std::move(next_features);
     source = edited_frames;
   }
 }
@@ -491,6 +509,11 @@ void register_edit(CLI::App& app, const GlobalOptions& global) {
   cmd->add_flag("--no-mask", o->no_mask,
                 "no mask: a global edit (style): Q and K of the whole image follow the source while "
                 "step < consistency x steps, V never");
+  cmd->add_option("--source-features", o->source_features,
+                  "where the source row's features come from: replay (its inverted latents, replayed each step; "
+                  "no memory) or inversion (Q/K recorded at every step and layer of the inversion, as the "
+                  "released code; memory grows with steps x layers x tokens)")
+      ->capture_default_str();
   cmd->add_option("--flux-layers", o->flux_layers,
                   "FLUX: the controlled layers: all (the paper) or single (the single-stream blocks, as the released code)")
       ->capture_default_str();

@@ -275,4 +275,56 @@ EditMask AttentionMaskRecorder::keep_mask(double threshold) const {
   return out;
 }
 
+struct FeatureCache::Store {
+  std::map<std::pair<int, int>, std::pair<Tensor, Tensor>> qk;  // (step, layer) -> image q, k
+};
+
+namespace {
+
+class CacheHook final : public Hook {
+ public:
+  CacheHook(std::shared_ptr<FeatureCache::Store> store, int row, int from_layer, bool write)
+      : store_(std::move(store)), row_(row), from_layer_(from_layer), write_(write) {}
+  bool applies(const Site& s) const override {
+    return s.role != Role::CrossAttention && s.row == row_ && s.pass == Pass::Cond && s.layer >= from_layer_;
+  }
+  void before(AttentionCall& call) const override {
+    const Site& s = call.site;
+    DK_CHECK(s.step >= 0, "ConsistEdit feature cache (layer ", s.layer, "): the attention call has no step label");
+    const int64_t begin = grid_begin(call.layout), n = call.layout.grid_tokens();
+    const std::pair<int, int> key{s.step, s.layer};
+    if (!write_) {
+      store_->qk[key] = {call.q.narrow(1, begin, n).clone(), call.k.narrow(1, begin, n).clone()};
+      return;
+    }
+    const auto it = store_->qk.find(key);
+    DK_CHECK(it != store_->qk.end(), "ConsistEdit feature cache: nothing recorded for step ", s.step, ", layer ",
+             s.layer, " (the recorded run must take the same steps and layers)");
+    DK_CHECK(it->second.first.shape() == call.q.narrow(1, begin, n).shape(), "ConsistEdit feature cache (layer ",
+             s.layer, "): recorded image tokens ", it->second.first.str(), " do not match ", call.q.str());
+    call.q = with_image(call.q, begin, it->second.first);
+    call.k = with_image(call.k, begin, it->second.second);
+  }
+
+ private:
+  std::shared_ptr<FeatureCache::Store> store_;
+  int row_, from_layer_;
+  bool write_;
+};
+
+}  // namespace
+
+FeatureCache::FeatureCache(int from_layer) : from_layer_(from_layer), store_(std::make_shared<Store>()) {}
+
+Hooks FeatureCache::record(int row) const { return {std::make_shared<CacheHook>(store_, row, from_layer_, false)}; }
+
+Hooks FeatureCache::overwrite(int row) const { return {std::make_shared<CacheHook>(store_, row, from_layer_, true)}; }
+
+int64_t FeatureCache::bytes() const {
+  int64_t total = 0;
+  for (const auto& [key, qk] : store_->qk) total += int64_t(qk.first.nbytes() + qk.second.nbytes());
+  return total;
+}
+
 }  // namespace ditkit::attention
+

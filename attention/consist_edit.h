@@ -93,4 +93,26 @@ class AttentionMaskRecorder {
   Hooks hooks_;
 };
 
+// The released real-image path: the source row's features come from the inversion, not from
+// replaying its latents. record(row) keeps that row's image/video Q and K (after RoPE) at every
+// step and selected layer of one run (the inversion, CFG 1, whose evaluation i sits at the edit's
+// timestep i; or a round's target row, the next round's source); overwrite(row) puts them into
+// that row of the next run at the same step and layer, in the cond pass (the inversion has no
+// other), before ConsistEdit's fusion reads the row (list these hooks first). V stays the row's
+// own, as the released code with two rows does. Memory: every step x layer of Q and K (FLUX.1 at
+// 1024², f32, 57 layers, 28 steps: about 160 GB), hence a choice for small sizes; replaying the
+// trajectory needs none.
+class FeatureCache {
+ public:
+  explicit FeatureCache(int from_layer = 0);
+  Hooks record(int row) const;  // one recorded run per cache
+  Hooks overwrite(int row) const;
+  int64_t bytes() const;  // what the cache holds
+  struct Store;
+
+ private:
+  int from_layer_;
+  std::shared_ptr<Store> store_;
+};
+
 }  // namespace ditkit::attention

@@ -381,6 +381,31 @@ TEST(ConsistEdit, FluxRecorderReadsColumnsOfTheJointSoftmax) {
                      {"word token 12", "12 text keys"});
 }
 
+// The inversion feature cache: a row that gets back the Q/K it recorded at the same step and
+// layer is its own run bit for bit; another input with the recorded Q/K is changed, and only in
+// the selected layers' cond pass.
+TEST(ConsistEdit, FeatureCacheWritesRecordedQKBack) {
+  Flux& f = flux();
+  samplers::TorchGenerator gen(9);
+  const Tensor ids = dit::image_ids(4, 6), a = gen.randn({24, 64}), b = gen.randn({24, 64});
+  const Flux::Prompt p = f.prompt(0);
+  auto run = [&](const Tensor& x, const Hooks* hooks, int row, Pass pass = Pass::Cond) {
+    return f.model.forward(x, ids, p.txt, p.txt_ids, 0.7, p.y, 3.5, 1, {nullptr, hooks, row}, pass);
+  };
+  attention::FeatureCache cache;
+  const Hooks record = cache.record(0), overwrite = cache.overwrite(1);
+  const Tensor a_plain = run(a, nullptr, 0);
+  EXPECT_EQ(max_abs_diff(run(a, &record, 0), a_plain), 0.0);
+  EXPECT_EQ(cache.bytes(), int64_t(4 * 2 * 24 * 64 * 4));  // 4 layers x (q, k) x 24 tokens x 64 f32
+  EXPECT_EQ(max_abs_diff(run(a, &overwrite, 1), a_plain), 0.0);
+  EXPECT_GT(max_abs_diff(run(b, &overwrite, 1), run(b, nullptr, 1)), 1e-3);
+  EXPECT_EQ(max_abs_diff(run(b, &overwrite, 1, Pass::Uncond), run(b, nullptr, 1, Pass::Uncond)), 0.0);
+  EXPECT_EQ(max_abs_diff(run(b, &overwrite, 0), run(b, nullptr, 0)), 0.0);  // another row
+  attention::FeatureCache empty;
+  const Hooks nothing = empty.overwrite(0);
+  test::expect_error([&] { run(a, &nothing, 0); }, "nothing recorded for step 1");
+}
+
 const std::string kWanDir = test::kGolden + "wan_tiny/dit/";
 
 TEST(ConsistEdit, WanRecorderReadsCrossAttentionPerLatentFrame) {

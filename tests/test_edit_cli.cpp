@@ -71,7 +71,8 @@ TEST_F(EditCli, IdenticalPromptsReproduceTheReconstruction) {
   for (const auto& [key, value] : read_png_text(path("out.png"))) found |= key == "metrics";
   EXPECT_TRUE(found);
   // A global edit (no mask), and the released code's single-stream-only control, also keep it.
-  for (const char* extra : {"--no-mask", "--flux-layers single --edit-word kitten"}) {
+  for (const char* extra :
+       {"--no-mask", "--flux-layers single --edit-word kitten", "--source-features inversion --edit-word kitten"}) {
     const auto [rc2, log2] = run(flux_args(32) + kSource + "-t 'a fluffy kitten sitting on a red sofa' " + extra +
                                  " --consistency 1 -o " + path("g.png") + " --save-reconstruction " + path("g_rec.png"));
     ASSERT_EQ(rc2, 0) << log2;
@@ -151,6 +152,7 @@ TEST_F(EditCli, ErrorsNameTheFlag) {
       {flux_args(2) + kSource + target + " --consistency 2", "--consistency"},
       {flux_args(2) + kSource + target + " --flux-layers some", "--flux-layers some: expected all or single"},
       {flux_args(2) + kSource + target + " --no-mask --edit-word kitten", "--no-mask: give neither"},
+      {flux_args(2) + kSource + target + " --source-features cache", "--source-features cache: expected replay or"},
   };
   // Frames not 4k+1.
   std::vector<Image> frames(6, Image(64, 64, 3));
