@@ -109,9 +109,15 @@ def stage_tokenizer():
         for _ in range(3000):
             f.write(" ".join(rng.choice(words, rng.integers(1, 13))) + "\n")
         f.write(NEG_PROMPT + "\n")
-    spm.SentencePieceTrainer.train(input=corpus, model_prefix=work("spiece"), vocab_size=320, model_type="unigram", character_coverage=0.99,
-                                   pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True,
-                                   hard_vocab_limit=False, num_threads=1, minloglevel=2)
+    # The model file records its input and prefix paths: relative ones keep it the same in any WORK.
+    cwd = os.getcwd()
+    os.chdir(WORK)
+    try:
+        spm.SentencePieceTrainer.train(input="corpus.txt", model_prefix="spiece", vocab_size=320, model_type="unigram",
+                                       character_coverage=0.99, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                       byte_fallback=True, hard_vocab_limit=False, num_threads=1, minloglevel=2)
+    finally:
+        os.chdir(cwd)
     log("tokenizer:", spm.SentencePieceProcessor(model_file=work("spiece.model")).vocab_size(), "pieces")
 
 
