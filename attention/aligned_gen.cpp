@@ -19,26 +19,6 @@ std::vector<int> range(int64_t begin, int64_t end) {
   return out;
 }
 
-// First grid token of a self/joint call's queries and keys.
-int64_t grid_begin(const TokenLayout& layout) {
-  return layout.text_position == TextPosition::Prefix ? layout.text_tokens : 0;
-}
-
-// The grid tokens of x [B, L, H, D].
-Tensor grid_part(const Tensor& x, const TokenLayout& layout) {
-  return x.narrow(1, grid_begin(layout), layout.grid_tokens());
-}
-
-// x with its grid tokens replaced by `grid`.
-Tensor with_grid(const Tensor& x, const Tensor& grid, const TokenLayout& layout) {
-  const int64_t begin = grid_begin(layout), end = begin + layout.grid_tokens();
-  std::vector<Tensor> parts;
-  if (begin > 0) parts.push_back(x.narrow(1, 0, begin));
-  parts.push_back(grid);
-  if (end < x.dim(1)) parts.push_back(x.narrow(1, end, x.dim(1) - end));
-  return parts.size() == 1 ? grid : ops::concat(parts, 1);
-}
-
 class AlignedGenHook final : public Hook {
  public:
   explicit AlignedGenHook(const AlignedGenOptions& o)

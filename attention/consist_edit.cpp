@@ -5,9 +5,10 @@
 
 #include <algorithm>
 #include <array>
-#include <map>
 #include <cmath>
+#include <map>
 
+#include "attention/hook_ops.h"
 #include "core/error.h"
 #include "core/ops.h"
 
@@ -16,21 +17,6 @@ namespace {
 
 bool selected(const std::vector<int>& layers, int from_layer, int layer) {
   return layer >= from_layer && (layers.empty() || std::find(layers.begin(), layers.end(), layer) != layers.end());
-}
-
-// First grid token of a self/joint call's token order (text prefix first in FLUX).
-int64_t grid_begin(const TokenLayout& layout) {
-  return layout.text_position == TextPosition::Prefix ? layout.text_tokens : 0;
-}
-
-// x [B, L, H, D] with tokens [begin, begin + image.dim(1)) replaced by `image`.
-Tensor with_image(const Tensor& x, int64_t begin, const Tensor& image) {
-  const int64_t end = begin + image.dim(1);
-  std::vector<Tensor> parts;
-  if (begin > 0) parts.push_back(x.narrow(1, 0, begin));
-  parts.push_back(image);
-  if (end < x.dim(1)) parts.push_back(x.narrow(1, end, x.dim(1) - end));
-  return parts.size() == 1 ? image : ops::concat(parts, 1);
 }
 
 class Fusion final : public Hook {
@@ -64,7 +50,7 @@ class Fusion final : public Hook {
     DK_CHECK(call.q.dim(1) >= begin + n && call.k.dim(1) >= begin + n, "ConsistEdit (layer ", s.layer,
              "): the layout's ", n, " grid tokens after ", begin, " text tokens do not fit q ", call.q.str(), ", k ",
              call.k.str());
-    auto image = [&](const Tensor& x) { return x.narrow(1, begin, n); };
+    auto image = [&](const Tensor& x) { return grid_part(x, call.layout); };
     const std::pair<Pass, int> key{s.pass, s.layer};
 
     if (s.row == o_.source_row) {
@@ -88,13 +74,13 @@ class Fusion final : public Hook {
       return ops::add(ops::mul(from, keep), ops::mul(own, ops::affine(keep, -1.0f, 1.0f)));
     };
     if (qk_all || all_keep_) {
-      call.q = with_image(call.q, begin, src.q);
-      call.k = with_image(call.k, begin, src.k);
+      call.q = with_grid(call.q, src.q, call.layout);
+      call.k = with_grid(call.k, src.k, call.layout);
     } else {
-      call.q = with_image(call.q, begin, blend(image(call.q), src.q));
-      call.k = with_image(call.k, begin, blend(image(call.k), src.k));
+      call.q = with_grid(call.q, blend(image(call.q), src.q), call.layout);
+      call.k = with_grid(call.k, blend(image(call.k), src.k), call.layout);
     }
-    if (masked) call.v = with_image(call.v, begin, all_keep_ ? src.v : blend(image(call.v), src.v));
+    if (masked) call.v = with_grid(call.v, all_keep_ ? src.v : blend(image(call.v), src.v), call.layout);
   }
 
  private:
@@ -291,19 +277,18 @@ class CacheHook final : public Hook {
   void before(AttentionCall& call) const override {
     const Site& s = call.site;
     DK_CHECK(s.step >= 0, "ConsistEdit feature cache (layer ", s.layer, "): the attention call has no step label");
-    const int64_t begin = grid_begin(call.layout), n = call.layout.grid_tokens();
     const std::pair<int, int> key{s.step, s.layer};
     if (!write_) {
-      store_->qk[key] = {call.q.narrow(1, begin, n).clone(), call.k.narrow(1, begin, n).clone()};
+      store_->qk[key] = {grid_part(call.q, call.layout).clone(), grid_part(call.k, call.layout).clone()};
       return;
     }
     const auto it = store_->qk.find(key);
     DK_CHECK(it != store_->qk.end(), "ConsistEdit feature cache: nothing recorded for step ", s.step, ", layer ",
              s.layer, " (the recorded run must take the same steps and layers)");
-    DK_CHECK(it->second.first.shape() == call.q.narrow(1, begin, n).shape(), "ConsistEdit feature cache (layer ",
+    DK_CHECK(it->second.first.shape() == grid_part(call.q, call.layout).shape(), "ConsistEdit feature cache (layer ",
              s.layer, "): recorded image tokens ", it->second.first.str(), " do not match ", call.q.str());
-    call.q = with_image(call.q, begin, it->second.first);
-    call.k = with_image(call.k, begin, it->second.second);
+    call.q = with_grid(call.q, it->second.first, call.layout);
+    call.k = with_grid(call.k, it->second.second, call.layout);
   }
 
  private:

@@ -1,10 +1,29 @@
 // AdaIN and the partial-attention merge, built from core/ops.h (f32 math on any device).
 #include "attention/hook_ops.h"
 
+#include <vector>
+
 #include "core/error.h"
 #include "core/ops.h"
 
 namespace ditkit::attention {
+
+int64_t grid_begin(const TokenLayout& layout) {
+  return layout.text_position == TextPosition::Prefix ? layout.text_tokens : 0;
+}
+
+Tensor grid_part(const Tensor& x, const TokenLayout& layout) {
+  return x.narrow(1, grid_begin(layout), layout.grid_tokens());
+}
+
+Tensor with_grid(const Tensor& x, const Tensor& grid, const TokenLayout& layout) {
+  const int64_t begin = grid_begin(layout), end = begin + layout.grid_tokens();
+  std::vector<Tensor> parts;
+  if (begin > 0) parts.push_back(x.narrow(1, 0, begin));
+  parts.push_back(grid);
+  if (end < x.dim(1)) parts.push_back(x.narrow(1, end, x.dim(1) - end));
+  return parts.size() == 1 ? grid : ops::concat(parts, 1);
+}
 namespace {
 
 Tensor f32(const Tensor& x) { return x.dtype() == DType::F32 ? x : ops::cast(x, DType::F32); }

@@ -1,10 +1,19 @@
 // Device-agnostic building blocks for attention hooks (../shared/spec/hooks.md §5.4, §5.6),
 // written with core/ops.h so that they run wherever the tensors live (CPU or CUDA):
-// AdaIN over the token axis and the exact log-sum-exp merge of two partial attentions.
+// the grid (image/video) tokens of a call, AdaIN over the token axis and the exact log-sum-exp
+// merge of two partial attentions.
 #pragma once
+#include "attention/attention.h"
 #include "core/tensor.h"
 
 namespace ditkit::attention {
+
+// First grid token of a self/joint call's queries and keys (after FLUX's text prefix).
+int64_t grid_begin(const TokenLayout& layout);
+// The grid tokens of x [B, L, H, D] (a view).
+Tensor grid_part(const Tensor& x, const TokenLayout& layout);
+// x with its grid tokens replaced by `grid` [B, grid tokens, H, D].
+Tensor with_grid(const Tensor& x, const Tensor& grid, const TokenLayout& layout);
 
 // Per row, head and channel statistics over the token axis of x [B, L, H, D]: mean and
 // std = sqrt(unbiased variance + 1e-5) (the epsilon of StyleAligned and AlignedGen), both

@@ -26,16 +26,8 @@ struct CliRun {
 };
 
 CliRun attention(const std::string& args) {
-  CliRun r;
-  const std::string cmd = std::string(DITKIT_BINARY) + " attention " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  const auto [status, output] = test::run_ditkit("attention " + args);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
 bool has(const CliRun& r, const std::string& text) { return r.output.find(text) != std::string::npos; }

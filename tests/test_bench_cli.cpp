@@ -21,15 +21,6 @@ const std::string kGolden = std::string(DITKIT_TEST_DATA) + "/golden/wan_tiny/";
 const std::string kTinyConfigs = " --config " + kGolden + "dit/config.json --text-encoder-config " + kGolden +
                                  "t5/config.json --vae-config " + kGolden + "vae/config.json";
 
-std::pair<int, std::string> run_capture(const std::string& args) {
-  const std::string cmd = std::string(DITKIT_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[256];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? pclose(p) : -1;
-  return {status, out};
-}
 
 // The output line starting with `prefix` ("" when there is none).
 std::string line_of(const std::string& out, const std::string& prefix) {
@@ -49,7 +40,7 @@ double number_after(const std::string& out, const std::string& prefix) {
 }
 
 TEST(BenchT2vCli, TinyPipelineReportsEveryStage) {
-  const auto [rc, out] = run_capture("bench t2v --random-weights" + kTinyConfigs +
+  const auto [rc, out] = test::run_ditkit("bench t2v --random-weights" + kTinyConfigs +
                                      " --frames 5 -W 64 -H 64 --steps 3 --dtype f32");
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(line_of(out, "size: 5 frames 64x64, latent [16, 2, 8, 8], 32 video tokens, text-len 32, 3 steps"), "")
@@ -75,17 +66,17 @@ TEST(BenchT2vCli, TinyPipelineReportsEveryStage) {
 TEST(BenchT2vCli, CountsModelPasses) {
   const std::string tiny = "bench t2v --random-weights" + kTinyConfigs +
                            " --frames 5 -W 64 -H 64 --steps 2 --skip-text-encoder --skip-vae";
-  const auto [rc, out] = run_capture(tiny + " --pag-scale 2");
+  const auto [rc, out] = test::run_ditkit(tiny + " --pag-scale 2");
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(line_of(out, "denoise: ").find("6 model passes (3 per step)"), std::string::npos) << out;
-  const auto [rc2, out2] = run_capture(tiny + " --attention sliding-window:train_tokens_hw=2x2");
+  const auto [rc2, out2] = test::run_ditkit(tiny + " --attention sliding-window:train_tokens_hw=2x2");
   ASSERT_EQ(rc2, 0) << out2;
   EXPECT_EQ(line_of(out2, "freeswim full-branch passes: "),
             "freeswim full-branch passes: 1 (inside the model passes above)") << out2;
 }
 
 TEST(BenchT2vCli, SkipsAreStated) {
-  const auto [rc, out] = run_capture("bench t2v --random-weights" + kTinyConfigs +
+  const auto [rc, out] = test::run_ditkit("bench t2v --random-weights" + kTinyConfigs +
                                      " --frames 1 -W 32 -H 32 --steps 1 --text-len 48 --skip-text-encoder --skip-vae"
                                      " --threads 1");
   ASSERT_EQ(rc, 0) << out;
@@ -114,7 +105,7 @@ TEST(BenchT2vCli, BadArgumentsAreNamed) {
        "--text-encoder-config umt5-xxl: width 4096 does not match the DiT's text_dim 64"},
   };
   for (const auto& [args, message] : cases) {
-    const auto [rc, out] = run_capture(args);
+    const auto [rc, out] = test::run_ditkit(args);
     EXPECT_NE(rc, 0) << args;
     EXPECT_NE(out.find(message), std::string::npos) << args << "\n" << out;
   }

@@ -19,15 +19,6 @@ namespace {
 const std::string kFlux = test::kGolden + "flux_tiny/";
 const std::string kWan = test::kGolden + "wan_tiny/";
 
-std::pair<int, std::string> run(const std::string& args) {
-  const std::string cmd = std::string(DITKIT_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[256];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? pclose(p) : -1;
-  return {status, out};
-}
 
 std::string flux_args(int steps) {
   return "edit --dit " + kFlux + "dit --vae " + kFlux + "ae --t5 " + kFlux + "t5 --clip-l " + kFlux +
@@ -57,7 +48,7 @@ class EditCli : public test::TempDirTest {};
 
 TEST_F(EditCli, IdenticalPromptsReproduceTheReconstruction) {
   const auto [rc, log] =
-      run(flux_args(32) + kSource + "-t 'a fluffy kitten sitting on a red sofa' --edit-word kitten " +
+      test::run_ditkit(flux_args(32) + kSource + "-t 'a fluffy kitten sitting on a red sofa' --edit-word kitten " +
           "--consistency 1 -o " + path("out.png") + " --save-reconstruction " + path("rec.png"));
   ASSERT_EQ(rc, 0) << log;
   const Image out = read_image(path("out.png"), 3), rec = read_image(path("rec.png"), 3);
@@ -73,7 +64,7 @@ TEST_F(EditCli, IdenticalPromptsReproduceTheReconstruction) {
   // A global edit (no mask), and the released code's single-stream-only control, also keep it.
   for (const char* extra :
        {"--no-mask", "--flux-layers single --edit-word kitten", "--source-features inversion --edit-word kitten"}) {
-    const auto [rc2, log2] = run(flux_args(32) + kSource + "-t 'a fluffy kitten sitting on a red sofa' " + extra +
+    const auto [rc2, log2] = test::run_ditkit(flux_args(32) + kSource + "-t 'a fluffy kitten sitting on a red sofa' " + extra +
                                  " --consistency 1 -o " + path("g.png") + " --save-reconstruction " + path("g_rec.png"));
     ASSERT_EQ(rc2, 0) << log2;
     const double pg = psnr({read_image(path("g.png"), 3)}, {read_image(path("g_rec.png"), 3)});
@@ -87,11 +78,11 @@ TEST_F(EditCli, IdenticalPromptsReproduceTheReconstruction) {
 TEST_F(EditCli, MaskedVideoEditKeepsTheOutsideClose) {
   const std::string model = "--model " + std::string(DITKIT_TEST_DATA) + "/../../models/wan-shapes ";
   const std::string red = "'a red circle moving left on a blue background'";
-  auto [rc, log] = run("t2v " + model + "-p " + red + " -W 32 -H 32 --frames 17 --steps 20 --sampler euler " +
+  auto [rc, log] = test::run_ditkit("t2v " + model + "-p " + red + " -W 32 -H 32 --frames 17 --steps 20 --sampler euler " +
                        "--shift 3 --cfg 5 --seed 1 -o " + path("in.mp4"));
   ASSERT_EQ(rc, 0) << log;
   const std::string mask = write_mask(path("mask.png"), 32, 32, [](int x, int) { return x >= 16; });
-  std::tie(rc, log) = run("edit " + model + "--input " + path("in.mp4") + " -s " + red +
+  std::tie(rc, log) = test::run_ditkit("edit " + model + "--input " + path("in.mp4") + " -s " + red +
                           " -t 'a green circle moving left on a blue background' --mask " + mask +
                           " --steps 20 --shift 3 --cfg 1 --consistency 1 -o " + path("out_%02d.png") +
                           " --save-reconstruction " + path("rec_%02d.png"));
@@ -112,7 +103,7 @@ TEST_F(EditCli, MaskedVideoEditKeepsTheOutsideClose) {
 }
 
 TEST_F(EditCli, RoundsAreNumbered) {
-  const auto [rc, log] = run(flux_args(4) + kSource + "-t 'a fluffy puppy sitting on a red sofa' " +
+  const auto [rc, log] = test::run_ditkit(flux_args(4) + kSource + "-t 'a fluffy puppy sitting on a red sofa' " +
                              "-t 'a fluffy puppy sitting on a blue sofa' -o " + path("out.png"));
   ASSERT_EQ(rc, 0) << log;
   EXPECT_TRUE(std::filesystem::exists(path("out_0.png")));
@@ -129,10 +120,10 @@ TEST_F(EditCli, WanVideoEdit) {
   const std::string wan = "--dit " + kWan + "dit/weights.safetensors --text-encoder " + kWan +
                           "t5/weights.safetensors --vae " + kWan + "vae/weights.safetensors --tokenizer " + kWan +
                           "tokenizer ";
-  auto [rc, log] = run("t2v -p 'a cat walks on the grass' " + wan + "-W 64 -H 64 --frames 5 --steps 4 --seed 1 -o " +
+  auto [rc, log] = test::run_ditkit("t2v -p 'a cat walks on the grass' " + wan + "-W 64 -H 64 --frames 5 --steps 4 --seed 1 -o " +
                        path("in.mp4"));
   ASSERT_EQ(rc, 0) << log;
-  std::tie(rc, log) = run("edit " + wan + "--input " + path("in.mp4") + " -s 'a cat walks on the grass' " +
+  std::tie(rc, log) = test::run_ditkit("edit " + wan + "--input " + path("in.mp4") + " -s 'a cat walks on the grass' " +
                           "-t 'a dog walks on the grass' --steps 4 --cfg 5 --shift 5 -o " + path("out.mp4") +
                           " --save-reconstruction " + path("rec_%02d.png"));
   ASSERT_EQ(rc, 0) << log;
@@ -160,12 +151,12 @@ TEST_F(EditCli, ErrorsNameTheFlag) {
   cases.push_back(
       {"edit --dit " + kWan + "dit/weights.safetensors --input " + path("six.mp4") + " " + kSource + target, "4k+1"});
   for (const auto& [args, flag] : cases) {
-    const auto [rc, log] = run(args);
+    const auto [rc, log] = test::run_ditkit(args);
     EXPECT_NE(rc, 0) << args;
     EXPECT_NE(log.find(flag), std::string::npos) << args << "\n" << log;
   }
   // A mask of another size but the input's aspect ratio is resampled, not refused.
-  const auto [rc, log] = run(flux_args(2) + kSource + target + " --mask " +
+  const auto [rc, log] = test::run_ditkit(flux_args(2) + kSource + target + " --mask " +
                              write_mask(path("small.png"), 32, 32, [](int x, int) { return x >= 16; }));
   EXPECT_EQ(rc, 0) << log;
 }

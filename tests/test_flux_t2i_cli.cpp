@@ -152,15 +152,6 @@ TEST(FluxE2e, FromPromptText) {
 
 // ---- the CLI ----
 
-std::pair<int, std::string> run(const std::string& args) {
-  const std::string cmd = std::string(DITKIT_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[256];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? pclose(p) : -1;
-  return {status, out};
-}
 
 // The golden's components by flag; the text side only where the run needs it.
 std::string image_flags(const std::string& size = "-W 128 -H 128") {
@@ -198,7 +189,7 @@ TEST_F(FluxT2iCli, PromptEmbedsAndStoredNoise) {
   const std::string embeds = e2e_embeds();
   for (bool batch_dim : {true, false}) {
     const std::string out = path(batch_dim ? "a.png" : "b.png");
-    const auto [rc, log] = run("t2i " + image_flags() + "--prompt-embeds " + embeds + " --noise " +
+    const auto [rc, log] = test::run_ditkit("t2i " + image_flags() + "--prompt-embeds " + embeds + " --noise " +
                                noise("e2e", batch_dim) + " -o " + out);
     ASSERT_EQ(rc, 0) << log;
     expect_golden_png(out, "e2e");
@@ -207,7 +198,7 @@ TEST_F(FluxT2iCli, PromptEmbedsAndStoredNoise) {
 
 TEST_F(FluxT2iCli, PromptTextWithSeedAndMetadata) {
   const std::string out = path("kitten.png"), latents = path("latents.safetensors");
-  const auto [rc, log] = run("t2i -p " + std::string(kPrompt) + " " + image_flags() + text_flags() +
+  const auto [rc, log] = test::run_ditkit("t2i -p " + std::string(kPrompt) + " " + image_flags() + text_flags() +
                              "--seed 1234 --save-latents " + latents + " -o " + out);
   ASSERT_EQ(rc, 0) << log;
   expect_golden_png(out, "e2e_text");
@@ -223,7 +214,7 @@ TEST_F(FluxT2iCli, PromptTextWithSeedAndMetadata) {
 
 TEST_F(FluxT2iCli, StoredNoiseFromPromptText) {
   const std::string out = path("text_noise.png");
-  const auto [rc, log] = run("t2i -p " + std::string(kPrompt) + " " + image_flags() + text_flags() + "--noise " +
+  const auto [rc, log] = test::run_ditkit("t2i -p " + std::string(kPrompt) + " " + image_flags() + text_flags() + "--noise " +
                              noise("e2e_text", false) + " -o " + out);
   ASSERT_EQ(rc, 0) << log;
   expect_golden_png(out, "e2e_text");
@@ -240,7 +231,7 @@ TEST_F(FluxT2iCli, ModelFolder) {
            {"tokenizer_2", "t5/tokenizer_2"}})
     fs::create_directory_symlink(kG + target, model / link);
   const std::string out = path("model.png");
-  const auto [rc, log] = run("t2i -p " + std::string(kPrompt) + " --model " + model.string() +
+  const auto [rc, log] = test::run_ditkit("t2i -p " + std::string(kPrompt) + " --model " + model.string() +
                              " -W 128 -H 128 --steps 4 --max-sequence-length 24 --seed 1234 -o " + out);
   ASSERT_EQ(rc, 0) << log;
   expect_golden_png(out, "e2e_text");
@@ -249,7 +240,7 @@ TEST_F(FluxT2iCli, ModelFolder) {
 // encode-prompt saves what t2i --prompt-embeds reads: the golden txt / vec.
 TEST_F(FluxT2iCli, EncodePromptRoundTrip) {
   const std::string embeds = path("embeds.safetensors"), out = path("from_embeds.png");
-  auto [rc, log] = run("encode-prompt -p " + std::string(kPrompt) + " " + text_flags() + "-o " + embeds);
+  auto [rc, log] = test::run_ditkit("encode-prompt -p " + std::string(kPrompt) + " " + text_flags() + "-o " + embeds);
   ASSERT_EQ(rc, 0) << log;
   const auto io = weights::Checkpoint::open(kG + "e2e_text/io.safetensors");
   const auto saved = weights::Checkpoint::open(embeds);
@@ -257,7 +248,7 @@ TEST_F(FluxT2iCli, EncodePromptRoundTrip) {
   EXPECT_EQ(saved.get("pooled_prompt_embeds").shape(), io.get("vec").shape());
   expect_close(saved.get("prompt_embeds"), io.get("txt"), "prompt_embeds", 1e-5, 5e-5);
   expect_close(saved.get("pooled_prompt_embeds"), io.get("vec"), "pooled_prompt_embeds", 1e-5, 5e-5);
-  std::tie(rc, log) = run("t2i " + image_flags() + "--prompt-embeds " + embeds + " --seed 1234 -o " + out);
+  std::tie(rc, log) = test::run_ditkit("t2i " + image_flags() + "--prompt-embeds " + embeds + " --seed 1234 -o " + out);
   ASSERT_EQ(rc, 0) << log;
   expect_golden_png(out, "e2e_text");
   std::string params;
@@ -268,7 +259,7 @@ TEST_F(FluxT2iCli, EncodePromptRoundTrip) {
 
 // get_noise(2, ...) draws both images at once: the first is the single-image run's.
 TEST_F(FluxT2iCli, BatchOutputsAreNumbered) {
-  const auto [rc, log] = run("t2i " + image_flags() + "--prompt-embeds " + e2e_embeds() +
+  const auto [rc, log] = test::run_ditkit("t2i " + image_flags() + "--prompt-embeds " + e2e_embeds() +
                              " --seed 1234 --batch 2 -o " + path("img.png"));
   ASSERT_EQ(rc, 0) << log;
   ASSERT_TRUE(std::filesystem::exists(path("img_0.png"))) << log;
@@ -281,12 +272,12 @@ TEST_F(FluxT2iCli, BatchOutputsAreNumbered) {
 TEST_F(FluxT2iCli, PagAndAttentionKinds) {
   const std::string base = "t2i " + image_flags() + "--prompt-embeds " + e2e_embeds() + " --noise " +
                            noise("e2e", true);
-  auto [rc, log] = run(base + " --pag-scale 2 --pag-layers 1,3 -o " + path("pag.png"));
+  auto [rc, log] = test::run_ditkit(base + " --pag-scale 2 --pag-layers 1,3 -o " + path("pag.png"));
   ASSERT_EQ(rc, 0) << log;
   const Tensor plain = weights::Checkpoint::open(kG + "e2e/io.safetensors").get("image_uint8_hwc").contiguous();
   const std::vector<uint8_t> plain_pixels(plain.data<uint8_t>(), plain.data<uint8_t>() + plain.numel());
   EXPECT_NE(read_image(path("pag.png"), 3).pixels, plain_pixels) << "PAG left the image unchanged";
-  std::tie(rc, log) = run(base + " --attention neighborhood:kernel_size=3x3 -o " + path("na.png"));
+  std::tie(rc, log) = test::run_ditkit(base + " --attention neighborhood:kernel_size=3x3 -o " + path("na.png"));
   EXPECT_EQ(rc, 0) << log;
 }
 
@@ -305,7 +296,7 @@ TEST_F(FluxT2iCli, FlagErrors) {
       {"t2i -p x --dit " + kG + "dit --vae " + kG + "ae --clip-l " + kG + "clip --t5 " + kG + "ae", "--t5"},
   };
   for (const auto& [args, needle] : cases) {
-    const auto [rc, log] = run(args + " -o " + path("x.png"));
+    const auto [rc, log] = test::run_ditkit(args + " -o " + path("x.png"));
     EXPECT_NE(rc, 0) << args;
     EXPECT_NE(log.find(needle), std::string::npos) << args << "\n" << log;
   }
@@ -317,13 +308,13 @@ TEST(FluxBenchT2i, TinyConfigsRunEveryStage) {
                               kG + "t5/config.json --ae-config " + kG + "ae/config.json";
   for (const char* dtype : {"bf16", "fp8"}) {
     const auto [rc, log] =
-        run("bench t2i --random-weights " + configs + " -W 64 -H 64 --text-len 24 --steps 2 --dtype " + dtype);
+        test::run_ditkit("bench t2i --random-weights " + configs + " -W 64 -H 64 --text-len 24 --steps 2 --dtype " + dtype);
     ASSERT_EQ(rc, 0) << log;
     for (const char* line : {"clip:", "t5:", "step 2/2:", "s/step", "latents: finite", "ae decode:", "image: finite",
                              "peak RSS"})
       EXPECT_NE(log.find(line), std::string::npos) << dtype << ": no '" << line << "' in\n" << log;
   }
-  const auto [rc, log] = run("bench t2i " + configs);
+  const auto [rc, log] = test::run_ditkit("bench t2i " + configs);
   EXPECT_NE(rc, 0);
   EXPECT_NE(log.find("--random-weights"), std::string::npos) << log;
 }

@@ -19,15 +19,6 @@ namespace {
 const std::string kFlux = test::kGolden + "flux_tiny/";
 const std::string kWan = test::kGolden + "wan_tiny/";
 
-std::pair<int, std::string> run(const std::string& args) {
-  const std::string cmd = std::string(DITKIT_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[256];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  const int status = p ? pclose(p) : -1;
-  return {status, out};
-}
 
 const std::string kFluxFlags = "--dit " + kFlux + "dit --vae " + kFlux + "ae -W 128 -H 128 --steps 4 --t5 " + kFlux +
                                "t5 --clip-l " + kFlux + "clip --t5-tokenizer " + kFlux +
@@ -47,7 +38,7 @@ class StyleCli : public test::TempDirTest {
     return weights::Checkpoint::open(path(name)).get("latents").to(DType::F32).contiguous();
   }
   void style(const std::string& args, const std::string& out) {
-    const auto [rc, log] = run("style " + args + " -o " + path(out));
+    const auto [rc, log] = test::run_ditkit("style " + args + " -o " + path(out));
     ASSERT_EQ(rc, 0) << args << "\n" << log;
   }
 };
@@ -57,7 +48,7 @@ std::vector<uint8_t> pixels(const std::string& file) { return read_image(file, 3
 
 TEST_F(StyleCli, FluxStrengthZeroIsT2iAndStrengthOneSharesFromRowZero) {
   const std::string file = prompts();
-  const auto [rc, log] = run("t2i --prompts " + file + " " + kFluxFlags + "-o " + path("t2i.png"));
+  const auto [rc, log] = test::run_ditkit("t2i --prompts " + file + " " + kFluxFlags + "-o " + path("t2i.png"));
   ASSERT_EQ(rc, 0) << log;
   style("--prompts " + file + " " + kFluxFlags + "--share-strength 0", "s0");
   style("--prompts " + file + " " + kFluxFlags, "s1");
@@ -99,7 +90,7 @@ TEST_F(StyleCli, WanVideos) {
     EXPECT_EQ(read_video_frames(path(name)).size(), 5u) << name;
   EXPECT_FALSE(std::filesystem::exists(path("s1/002.mp4")));
   // Video i's noise is t2v's for seed + i.
-  const auto [rc, log] = run("t2v -p 'a blue square moving left' " + kWanFlags + "--seed 8 -o " + path("t2v.mp4") +
+  const auto [rc, log] = test::run_ditkit("t2v -p 'a blue square moving left' " + kWanFlags + "--seed 8 -o " + path("t2v.mp4") +
                              " --save-latents " + path("t2v.safetensors"));
   ASSERT_EQ(rc, 0) << log;
   const Tensor plain = latents("t2v.safetensors"), s0 = latents("s0.safetensors"), s1 = latents("s1.safetensors");
@@ -123,7 +114,7 @@ TEST_F(StyleCli, ErrorsNameTheFlag) {
       {"-p a " + kWanFlags + "--attention sliding-window", "dual_path"},
   };
   for (const auto& [args, needle] : cases) {
-    const auto [rc, log] = run("style " + args + " -o " + path("x"));
+    const auto [rc, log] = test::run_ditkit("style " + args + " -o " + path("x"));
     EXPECT_NE(rc, 0) << args;
     EXPECT_NE(log.find(needle), std::string::npos) << args << "\n" << log;
   }

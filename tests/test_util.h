@@ -1,5 +1,5 @@
-// Helpers shared by the tests: temporary files and folders, whole-file reads and writes, and
-// checks on the ditkit::Error a call throws. Header-only; every test is its own executable.
+// Helpers shared by the tests: temporary files and folders, whole-file reads and writes, running
+// the ditkit binary, and checks on the ditkit::Error a call throws. Header-only; every test is its own executable.
 //
 // Temporary paths carry the process id, so that two test processes running at once (ctest -j,
 // or a test run beside another build's) never share a file: a file one process has mapped must
@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -21,6 +22,7 @@
 #include <set>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -45,6 +47,23 @@ struct TempPaths {
 };
 inline TempPaths temp_paths;
 }  // namespace detail
+
+// Exit status (as pclose gives it: 0 on success) and stdout + stderr of a shell command.
+inline std::pair<int, std::string> run_shell(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  return {p ? pclose(p) : -1, out};
+}
+
+#ifdef DITKIT_BINARY
+// The ditkit binary run with `args` (shell syntax).
+inline std::pair<int, std::string> run_ditkit(const std::string& args) {
+  return run_shell(std::string(DITKIT_BINARY) + " " + args);
+}
+#endif
 
 // <gtest temp dir>/ditkit_<pid>_<name>: a path of this process only (nothing is created there;
 // whatever is, is removed when the process exits).

@@ -11,23 +11,19 @@
 #include <string>
 #include <utility>
 
+#include "test_util.h"
+
 namespace {
+
+using ditkit::test::run_shell;
 
 const std::string kModel = std::string(DITKIT_TEST_DATA) + "/../../models/wan-shapes";
 // A held-out combination (never in training) and a seed for which the judge agrees.
 const char* kPrompt = "a red circle moving right on a blue background";
 const char* kSeed = "0";
 
-std::pair<int, std::string> run_capture(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[256];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  return {p ? pclose(p) : -1, out};
-}
-
 TEST(WanShapesModel, ChecksumsMatch) {
-  auto [status, out] = run_capture("cd " + kModel + " && sha256sum --check --quiet SHA256SUMS");
+  auto [status, out] = run_shell("cd " + kModel + " && sha256sum --check --quiet SHA256SUMS");
   EXPECT_EQ(status, 0) << out;
 }
 
@@ -36,15 +32,15 @@ TEST(WanShapesModel, GeneratesWhatThePromptSays) {
   std::filesystem::create_directories(dir);
   const std::string video = (dir / "video.mp4").string();
   const std::string prompt = kPrompt;
-  auto [status, out] = run_capture(std::string(DITKIT_BINARY) + " --threads 2 t2v --model " + kModel + " -p '" +
+  auto [status, out] = run_shell(std::string(DITKIT_BINARY) + " --threads 2 t2v --model " + kModel + " -p '" +
                                    prompt + "' -W 32 -H 32 --frames 17 --steps 20 --sampler euler --shift 3 --cfg 5" +
                                    " --seed " + kSeed + " -o " + video);
   ASSERT_EQ(status, 0) << out;
-  auto [jstatus, verdict] = run_capture(std::string(DITKIT_BINARY) + " judge " + video + " --prompt '" + prompt + "'");
+  auto [jstatus, verdict] = run_shell(std::string(DITKIT_BINARY) + " judge " + video + " --prompt '" + prompt + "'");
   ASSERT_EQ(jstatus, 0) << verdict;
   for (const char* attribute : {"background yes", "shape colour yes", "direction yes"})
     EXPECT_NE(verdict.find(attribute), std::string::npos) << attribute << "\n" << verdict;
-  auto [rstatus, self] = run_capture(std::string(DITKIT_BINARY) + " judge " + video + " --reference " + video);
+  auto [rstatus, self] = run_shell(std::string(DITKIT_BINARY) + " judge " + video + " --reference " + video);
   ASSERT_EQ(rstatus, 0) << self;
   EXPECT_NE(self.find("psnr vs reference: inf dB"), std::string::npos) << self;
   std::filesystem::remove_all(dir);

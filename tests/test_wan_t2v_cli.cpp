@@ -13,6 +13,7 @@
 
 #include "io/image.h"
 #include "io/video.h"
+#include "test_util.h"
 #include "weights/checkpoint.h"
 
 using namespace ditkit;
@@ -38,16 +39,6 @@ std::string base_args(const std::string& size = "-W 64 -H 64 --frames 5") {
          " --tokenizer " + kGolden + "tokenizer " + size + " --steps 4 --shift 5 --cfg 5";
 }
 
-// Exit status and output of a ditkit run.
-std::pair<int, std::string> run_capture(const std::string& args) {
-  std::string cmd = std::string(DITKIT_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[256];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  int status = p ? pclose(p) : -1;
-  return {status, out};
-}
 
 void check_run(const std::string& sampler, const std::string& noise_args) {
   auto io = weights::Checkpoint::open(kGolden + "e2e/io_" + (sampler == "unipc" ? "unipc" : "dpmpp") + ".safetensors");
@@ -95,16 +86,16 @@ TEST(WanT2vCli, DPMppFromStoredNoise) { check_run("dpm++", "--noise " + stored_n
 
 TEST(WanT2vCli, BadInputsAreClearErrors) {
   const std::string out = temp_dir() + "/never.mp4";
-  auto [rc1, msg1] = run_capture(base_args("-W 64 -H 64 --frames 6") + " --seed 1 -o " + out);
+  auto [rc1, msg1] = test::run_ditkit(base_args("-W 64 -H 64 --frames 6") + " --seed 1 -o " + out);
   EXPECT_NE(rc1, 0);
   EXPECT_NE(msg1.find("--frames 6"), std::string::npos) << msg1;
-  auto [rc2, msg2] = run_capture(base_args("-W 65 -H 64 --frames 5") + " --seed 1 -o " + out);
+  auto [rc2, msg2] = test::run_ditkit(base_args("-W 65 -H 64 --frames 5") + " --seed 1 -o " + out);
   EXPECT_NE(rc2, 0);
   EXPECT_NE(msg2.find("--width 65"), std::string::npos) << msg2;
-  auto [rc3, msg3] = run_capture(base_args() + " --noise " + kGolden + "dit/weights.safetensors -o " + out);
+  auto [rc3, msg3] = test::run_ditkit(base_args() + " --noise " + kGolden + "dit/weights.safetensors -o " + out);
   EXPECT_NE(rc3, 0);
   EXPECT_NE(msg3.find("--noise"), std::string::npos) << msg3;
-  auto [rc4, msg4] = run_capture(base_args() + " --sampler ddim --seed 1 -o " + out);
+  auto [rc4, msg4] = test::run_ditkit(base_args() + " --sampler ddim --seed 1 -o " + out);
   EXPECT_NE(rc4, 0);
   EXPECT_NE(msg4.find("ddim"), std::string::npos) << msg4;
   EXPECT_FALSE(std::filesystem::exists(out));
@@ -147,7 +138,7 @@ TEST(WanT2vCli, AttentionKindsPlansAndPag) {
   };
   for (const auto& [name, flags] : runs) {
     const std::string base = dir + "/" + name;
-    auto [rc, msg] = run_capture(base_args() + " --seed 1234 " + flags + " --save-latents " + base +
+    auto [rc, msg] = test::run_ditkit(base_args() + " --seed 1234 " + flags + " --save-latents " + base +
                                  ".safetensors -o " + base + ".mp4");
     ASSERT_EQ(rc, 0) << flags << "\n" << msg;
     EXPECT_EQ(read_video_frames(base + ".mp4").size(), 5u) << flags;
@@ -174,7 +165,7 @@ TEST(WanT2vCli, AttentionFlagErrorsNameTheFlag) {
       {"--pag-scale 2 --softpag 1.5", "--softpag"},
   };
   for (const auto& [flags, want] : cases) {
-    auto [rc, msg] = run_capture(base_args() + " --seed 1 " + flags + " -o " + out);
+    auto [rc, msg] = test::run_ditkit(base_args() + " --seed 1 " + flags + " -o " + out);
     EXPECT_NE(rc, 0) << flags;
     EXPECT_NE(msg.find(want), std::string::npos) << flags << ": " << msg;
   }
