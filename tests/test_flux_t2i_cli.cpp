@@ -43,15 +43,6 @@ nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(f);
 }
 
-weights::LoadedComponent load(const std::string& dir, weights::Family family) {
-  for (const auto& c : weights::find_components(dir).components) {
-    auto lc = weights::load_component(c);
-    if (lc.detected.family == family) return lc;
-  }
-  ADD_FAILURE() << "no " << weights::family_name(family) << " in " << dir;
-  return {};
-}
-
 // uint8 HWC image vs the golden's: at most `levels` apart, fewer than `share` of the values differ.
 void expect_image(const Image& got, const Tensor& want_hwc, int levels, double share, const std::string& what) {
   ASSERT_EQ(int64_t(got.height), want_hwc.dim(0)) << what;
@@ -72,7 +63,7 @@ void expect_image(const Image& got, const Tensor& want_hwc, int levels, double s
 // The official denoise + decode from the golden's noise with conditioning txt [T, D] and vec [D],
 // checked step by step against `io` (e2e/ or e2e_text/).
 void check_chain(const weights::Checkpoint& io, const nlohmann::json& cfg, const Tensor& txt, const Tensor& vec) {
-  const auto dit_c = load(kG + "dit", weights::Family::flux_dit);
+  const auto dit_c = test::load_family(kG + "dit", weights::Family::flux_dit);
   const auto dit_cfg = dit_c.config.as<weights::FluxDitConfig>();
   const dit::FluxModel model(*dit_c.weights, dit_cfg);
   const int64_t height = cfg["height"].get<int64_t>(), width = cfg["width"].get<int64_t>();
@@ -99,7 +90,7 @@ void check_chain(const weights::Checkpoint& io, const nlohmann::json& cfg, const
   const Tensor z = dit::unpack_latents(x, 2 * h, 2 * w);
   expect_close(z, io.get("latent_unpacked"), "latent_unpacked");
 
-  const auto ae_c = load(kG + "ae", weights::Family::flux_ae);
+  const auto ae_c = test::load_family(kG + "ae", weights::Family::flux_ae);
   const vae::FluxAE ae(*ae_c.weights, ae_c.config.as<weights::FluxAeConfig>());
   const Tensor image = ae.decode(z);
   expect_close(image, io.get("image"), "image");
@@ -132,7 +123,7 @@ TEST(FluxE2e, FromPromptText) {
   const auto t5_tok = text::load_t5_tokenizer(kG + "t5/tokenizer_2", text::Clean::none);
   const Tensor t5_ids = t5_tok->encode_batch({prompt}, cfg["max_length"].get<int64_t>()).ids;
   EXPECT_EQ(ints(t5_ids), ints(io.get("t5.input_ids")));
-  const auto t5_c = load(kG + "t5", weights::Family::t5_xxl);
+  const auto t5_c = test::load_family(kG + "t5", weights::Family::t5_xxl);
   const text::UMT5Encoder t5(*t5_c.weights, t5_c.config.as<weights::T5Config>());
   const Tensor txt = t5.forward(t5_ids, Tensor::full(t5_ids.shape(), 1.0f, DType::I64)).select(0, 0);
   expect_close(txt, io.get("txt"), "txt", 1e-5, 5e-5);
@@ -142,7 +133,7 @@ TEST(FluxE2e, FromPromptText) {
   EXPECT_EQ(ints(clip_ids), ints(io.get("clip.input_ids")));
   EXPECT_EQ(ints(text::ClipTokenizer::load(kG + "clip/bpe_simple_vocab_16e6.txt.gz").encode_batch({prompt})),
             ints(io.get("clip.input_ids")));
-  const auto clip_c = load(kG + "clip", weights::Family::clip_l);
+  const auto clip_c = test::load_family(kG + "clip", weights::Family::clip_l);
   const text::ClipTextEncoder clip(*clip_c.weights, clip_c.config.as<weights::ClipTextConfig>());
   const Tensor vec = clip.forward(clip_ids).pooled.select(0, 0);
   expect_close(vec, io.get("vec"), "vec", 1e-5, 5e-5);

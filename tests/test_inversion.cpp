@@ -22,15 +22,6 @@ using attention::Pass;
 
 namespace {
 
-weights::LoadedComponent load(const std::string& dir, weights::Family family) {
-  for (const auto& c : weights::find_components(dir).components) {
-    auto lc = weights::load_component(c);
-    if (lc.detected.family == family) return lc;
-  }
-  ADD_FAILURE() << "no " << weights::family_name(family) << " in " << dir;
-  return {};
-}
-
 // Euler denoising of x with `model` on `schedule`.
 Tensor regenerate(const samplers::FlowSchedule& schedule, const Tensor& x, const samplers::VelocityFn& model) {
   samplers::FlowSampler sampler(samplers::SamplerKind::Euler, schedule);
@@ -78,7 +69,7 @@ TEST(Inversion, ReplayPutsTheTrajectoryIntoItsRow) {
 class TinyFlux : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dit_ = new weights::LoadedComponent(load(test::kGolden + "flux_tiny/dit", weights::Family::flux_dit));
+    dit_ = new weights::LoadedComponent(test::load_family(test::kGolden + "flux_tiny/dit", weights::Family::flux_dit));
     model_ = new dit::FluxModel(*dit_->weights, dit_->config.as<weights::FluxDitConfig>());
   }
   static void TearDownTestSuite() {
@@ -121,7 +112,7 @@ TEST_F(TinyFlux, InvertAndRegenerateReconstructs) {
 
 TEST(InversionWan, InvertAndRegenerateReconstructs) {
   const std::string g = test::kGolden + "wan_tiny/";
-  const auto dit_c = load(g + "dit", weights::Family::wan_dit);
+  const auto dit_c = test::load_family(g + "dit", weights::Family::wan_dit);
   const dit::WanModel model(*dit_c.weights, dit_c.config.as<weights::WanDitConfig>());
   const auto io = weights::Checkpoint::open(g + "e2e/io_unipc.safetensors");
   const Tensor context = io.get("context_cond"), clean = io.get("latent_final");

@@ -27,6 +27,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "weights/model_files.h"
 
 namespace ditkit::test {
 
@@ -56,6 +57,16 @@ inline std::pair<int, std::string> run_shell(const std::string& cmd) {
   size_t n;
   while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   return {p ? pclose(p) : -1, out};
+}
+
+// The component of `family` in the folder `dir` (a test failure, and an empty result, when none).
+inline weights::LoadedComponent load_family(const std::string& dir, weights::Family family) {
+  for (const auto& c : weights::find_components(dir).components) {
+    auto lc = weights::load_component(c);
+    if (lc.detected.family == family) return lc;
+  }
+  ADD_FAILURE() << "no " << weights::family_name(family) << " in " << dir;
+  return {};
 }
 
 #ifdef DITKIT_BINARY
