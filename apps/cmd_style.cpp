@@ -46,7 +46,7 @@ struct StyleOptions {
   std::vector<std::string> prompts;
   std::string prompts_file, style, reference, reference_prompt, negative_prompt = kWanNegativePrompt;
   FluxPaths paths;  // --model, --dit, --vae and FLUX's encoders; Wan's encoder flags below
-  std::string text_encoder, tokenizer;
+  std::string text_encoder, tokenizer, share_layers;
   double strength = 1.0, lambda = 1.1;
   bool no_shift_pe = false, no_adain = false;
   int64_t width = 0, height = 0, frames = 81;  // 0: the model's default size
@@ -176,7 +176,9 @@ void run_flux(const StyleOptions& o, StyleRun& r, Device device, const GlobalOpt
   const bool shift = o.shift.empty() || o.shift == "auto" ? dev : o.shift == "on";
   const int64_t text_len = o.max_sequence_length > 0 ? o.max_sequence_length : flux_default_text_len(dev);
   const AttentionSetup attn = make_attention_setup(o.attention, cfg.depth + cfg.depth_single_blocks, cfg.num_heads, false);
-  r.aligned.layers = attention::aligned_gen_flux_layers(cfg.depth, cfg.depth_single_blocks);
+  r.aligned.layers = o.share_layers.empty()
+                         ? attention::aligned_gen_flux_layers(cfg.depth, cfg.depth_single_blocks)
+                         : parse_indices(o.share_layers, "--share-layers", cfg.depth + cfg.depth_single_blocks, "layer");
   const attention::AlignedGen aligned(r.aligned);
   const attention::Hooks hooks = combined_hooks(aligned, attn);
 
@@ -304,7 +306,8 @@ void run_wan(const StyleOptions& o, StyleRun& r, Device device, const GlobalOpti
   const AttentionSetup attn = make_attention_setup(o.attention, cfg.num_layers, cfg.num_heads);
   DK_CHECK(!attn.dual_path, "--attention ", o.attention.kind,
            ": FreeSwim's dual path is not available with style rows; give dual_path=false");
-  r.aligned.layers = attention::aligned_gen_wan_layers(cfg.num_layers);
+  r.aligned.layers = o.share_layers.empty() ? attention::aligned_gen_wan_layers(cfg.num_layers)
+                                            : parse_indices(o.share_layers, "--share-layers", cfg.num_layers, "layer");
   const attention::AlignedGen aligned(r.aligned);
   const attention::Hooks hooks = combined_hooks(aligned, attn);
 
@@ -397,6 +400,9 @@ void register_style(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--share-strength", o->strength,
                   "weight s of the shared reference attention (1 = AlignedGen, 0 = independent rows)")
       ->capture_default_str();
+  cmd->add_option("--share-layers", o->share_layers,
+                  "the shared layers, e.g. 19-56 (default: FLUX's single-stream blocks, every Wan layer; FLUX "
+                  "numbers double blocks 0..18, then single blocks)");
   cmd->add_option("--lambda", o->lambda, "scale of the reference keys (AlignedGen's fixed lambda)")
       ->capture_default_str();
   cmd->add_flag("--no-shift-pe", o->no_shift_pe, "keep the reference keys at their own positions (no ShiftPE)");

@@ -42,9 +42,6 @@ void check_wan_video_size(int64_t frames, int64_t width, int64_t height) {
   DK_CHECK(height > 0 && height % 16 == 0, "-H/--height ", height, ": must be a positive multiple of 16");
 }
 
-namespace {
-
-// "0-3,7" -> 0 1 2 3 7; every index below `count`. Errors name the flag.
 std::vector<int> parse_indices(const std::string& text, const std::string& flag, int64_t count, const char* what) {
   std::vector<int> out;
   std::stringstream items(text);
@@ -63,6 +60,8 @@ std::vector<int> parse_indices(const std::string& text, const std::string& flag,
   }
   return out;
 }
+
+namespace {
 
 std::string join(const std::vector<int>& v) {
   std::string s;

@@ -30,6 +30,9 @@ std::string find_tokenizer(const std::string& path, const std::string& flag);
 // patch 2). Errors name the flag.
 void check_wan_video_size(int64_t frames, int64_t width, int64_t height);
 
+// "0-3,7" -> 0 1 2 3 7 (layers, heads): every index below `count`; errors name the flag and `what`.
+std::vector<int> parse_indices(const std::string& text, const std::string& flag, int64_t count, const char* what);
+
 // --attention KIND[:k=v,...] | --attention-plan FILE, --pag-scale, --pag-layers, --pag-heads, --softpag.
 struct AttentionOptions {
   std::string kind = "dense", plan_file, pag_layers, pag_heads;

@@ -45,7 +45,6 @@ class StyleCli : public test::TempDirTest {
 
 std::vector<uint8_t> pixels(const std::string& file) { return read_image(file, 3).pixels; }
 
-
 TEST_F(StyleCli, FluxStrengthZeroIsT2iAndStrengthOneSharesFromRowZero) {
   const std::string file = prompts();
   const auto [rc, log] = test::run_ditkit("t2i --prompts " + file + " " + kFluxFlags + "-o " + path("t2i.png"));
@@ -66,6 +65,10 @@ TEST_F(StyleCli, FluxStrengthZeroIsT2iAndStrengthOneSharesFromRowZero) {
   for (const auto& [key, value] : read_png_text(path("s1/001.png"))) text += key + "=" + value + "\n";
   for (const char* want : {"share-strength=1", "lambda=1.1", "shared-layers=2,3", "a blue ball", "image=1 of 3"})
     EXPECT_NE(text.find(want), std::string::npos) << want << " not in\n" << text;
+  // --share-layers picks the layers: all four differ from the default two.
+  style("--prompts " + file + " " + kFluxFlags + "--share-layers 0-3", "all");
+  EXPECT_EQ(pixels(path("all/000.png")), pixels(path("s1/000.png")));
+  EXPECT_NE(pixels(path("all/001.png")), pixels(path("s1/001.png")));
 }
 
 TEST_F(StyleCli, FluxStyleTextAndExternalReference) {
@@ -90,8 +93,8 @@ TEST_F(StyleCli, WanVideos) {
     EXPECT_EQ(read_video_frames(path(name)).size(), 5u) << name;
   EXPECT_FALSE(std::filesystem::exists(path("s1/002.mp4")));
   // Video i's noise is t2v's for seed + i.
-  const auto [rc, log] = test::run_ditkit("t2v -p 'a blue square moving left' " + kWanFlags + "--seed 8 -o " + path("t2v.mp4") +
-                             " --save-latents " + path("t2v.safetensors"));
+  const auto [rc, log] = test::run_ditkit("t2v -p 'a blue square moving left' " + kWanFlags + "--seed 8 -o " +
+                                          path("t2v.mp4") + " --save-latents " + path("t2v.safetensors"));
   ASSERT_EQ(rc, 0) << log;
   const Tensor plain = latents("t2v.safetensors"), s0 = latents("s0.safetensors"), s1 = latents("s1.safetensors");
   ASSERT_EQ(s0.dim(0), 2);
@@ -112,6 +115,7 @@ TEST_F(StyleCli, ErrorsNameTheFlag) {
       {"-p a " + kFluxFlags + "--shift 3", "--shift"},
       {"-p a " + kWanFlags + "--shift on", "--shift"},
       {"-p a " + kWanFlags + "--attention sliding-window", "dual_path"},
+      {"-p a " + kFluxFlags + "--share-layers 4", "--share-layers 4: layer 4 does not exist"},
   };
   for (const auto& [args, needle] : cases) {
     const auto [rc, log] = test::run_ditkit("style " + args + " -o " + path("x"));
