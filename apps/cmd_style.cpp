@@ -50,6 +50,7 @@ struct StyleOptions {
   double strength = 1.0, lambda = 1.1;
   bool no_shift_pe = false, no_adain = false;
   int64_t width = 0, height = 0, frames = 81;  // 0: the model's default size
+  int64_t frame_stride = 1;
   int steps = 0;
   std::string sampler, shift;  // "": the model's default
   double guidance = 3.5, cfg = 5.0;
@@ -101,11 +102,13 @@ StyleRun prepare(const StyleOptions& o) {
     r.seed = int64_t(std::random_device{}() & 0x7fffffff);
     std::fprintf(stderr, "seed: %lld\n", static_cast<long long>(r.seed));
   }
-  r.aligned = {o.strength, o.lambda, {}, !o.no_shift_pe, !o.no_adain};
+  DK_CHECK(o.frame_stride >= 1, "--share-frame-stride ", o.frame_stride, ": must be at least 1");
+  r.aligned = {o.strength, o.lambda, {}, !o.no_shift_pe, !o.no_adain, o.frame_stride};
   r.settings = {{"share-strength", std::to_string(o.strength)},
                 {"lambda", std::to_string(o.lambda)},
                 {"shift-pe", o.no_shift_pe ? "off" : "on"},
                 {"adain", o.no_adain ? "off" : "on"}};
+  if (o.frame_stride > 1) r.settings.push_back({"share-frame-stride", std::to_string(o.frame_stride)});
   if (!o.style.empty()) r.settings.push_back({"style", o.style});
   if (r.external) r.settings.push_back({"reference", o.reference + " (caption: " + o.reference_prompt + ")"});
   return r;
@@ -407,6 +410,9 @@ void register_style(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str();
   cmd->add_flag("--no-shift-pe", o->no_shift_pe, "keep the reference keys at their own positions (no ShiftPE)");
   cmd->add_flag("--no-adain", o->no_adain, "no AdaIN of the targets' queries and keys");
+  cmd->add_option("--share-frame-stride", o->frame_stride,
+                  "Wan: share every k-th latent frame of the reference (memory and cost of the shared keys / k)")
+      ->capture_default_str();
   o->paths.add_to(*cmd, true);
   cmd->add_option("--text-encoder", o->text_encoder, "Wan umT5 weights; overrides --model");
   cmd->add_option("--tokenizer", o->tokenizer, "Wan spiece.model, tokenizer.json or their folder");

@@ -19,6 +19,24 @@ std::vector<int> range(int64_t begin, int64_t end) {
   return out;
 }
 
+// Frames 0, k, 2k, ... of grid tokens x [B, frames * h * w, ...] (k = 1: x itself, contiguous).
+Tensor every_kth_frame(const Tensor& x, const TokenLayout& layout, int64_t k) {
+  if (k == 1) return x.contiguous();
+  const int64_t per_frame = layout.height * layout.width;
+  std::vector<Tensor> frames;
+  for (int64_t f = 0; f < layout.frames; f += k) frames.push_back(x.narrow(1, f * per_frame, per_frame));
+  return ops::concat(frames, 1);
+}
+
+// The same for position ids [tokens x axes].
+std::vector<int64_t> every_kth_frame(const std::vector<int64_t>& ids, int axes, const TokenLayout& layout, int64_t k) {
+  const size_t per_frame = size_t(layout.height * layout.width * axes);
+  std::vector<int64_t> out;
+  for (int64_t f = 0; f < layout.frames; f += k)
+    out.insert(out.end(), ids.begin() + ptrdiff_t(size_t(f) * per_frame), ids.begin() + ptrdiff_t(size_t(f + 1) * per_frame));
+  return out;
+}
+
 class AlignedGenHook final : public Hook {
  public:
   explicit AlignedGenHook(const AlignedGenOptions& o)
@@ -43,9 +61,10 @@ class AlignedGenHook final : public Hook {
         e.q = token_stats(q);
         e.k = token_stats(k);
       }
-      e.keys = k.contiguous();
-      e.values = grid_part(call.v, call.layout).contiguous();
-      e.ids = reference_ids(*call.positions->ids, call.positions->axes, call.layout, o_.shift_pe);
+      e.keys = every_kth_frame(k, call.layout, o_.frame_stride);
+      e.values = every_kth_frame(grid_part(call.v, call.layout), call.layout, o_.frame_stride);
+      e.ids = every_kth_frame(reference_ids(*call.positions->ids, call.positions->axes, call.layout, o_.shift_pe),
+                              call.positions->axes, call.layout, o_.frame_stride);
       e.roped = false;
       return;
     }
@@ -118,6 +137,7 @@ AlignedGen::AlignedGen(AlignedGenOptions options) : options_(std::move(options))
   DK_CHECK(std::isfinite(o.strength) && o.strength >= 0.0, "AlignedGen: strength must be a finite value >= 0, got ",
            o.strength);
   DK_CHECK(std::isfinite(o.lambda) && o.lambda > 0.0, "AlignedGen: lambda must be a finite value > 0, got ", o.lambda);
+  DK_CHECK(o.frame_stride >= 1, "AlignedGen: frame_stride must be at least 1, got ", o.frame_stride);
   if (o.strength == 0.0) return;
   DK_CHECK(!o.layers.empty(), "AlignedGen: layers must name at least one shared layer");
   for (int layer : o.layers) DK_CHECK(layer >= 0, "AlignedGen: layers must be non-negative, got ", layer);

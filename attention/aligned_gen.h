@@ -27,6 +27,10 @@ struct AlignedGenOptions {
   std::vector<int> layers;  // the shared layers (see the defaults below)
   bool shift_pe = true;     // appended keys at column + grid width (off: the naive StyleAligned port)
   bool adain = true;        // AdaIN of the targets' grid Q/K against row 0's
+  // The appended segment holds every frame_stride-th latent frame of row 0 (frames 0, k, 2k, ...):
+  // a Wan video's reference keys cost memory and attention in proportion to its frames (the
+  // spec's subsampled segment); 1 = all frames, as the official code (images have one frame).
+  int64_t frame_stride = 1;
 };
 
 // Default shared layers. FLUX: the single-stream blocks, global layers depth..depth+single-1

@@ -166,72 +166,107 @@ TEST(AlignedGen, OptionErrorsNameTheOption) {
   EXPECT_EQ(attention::aligned_gen_wan_layers(30).size(), 30u);
 }
 
-// One joint-attention call of a row as a model makes it (normed hooks, RoPE, attend), with a
-// text prefix of T tokens and a 3 x 4 image grid; RoPE from dit::rope_table on the call's ids.
+// One attention call of a row as a model makes it (normed hooks, RoPE, attend): FLUX-like joint
+// attention with a text prefix of T tokens and a 3 x 4 image grid, or (T = 0) Wan-like
+// self-attention over F frames of it; RoPE from dit::rope_table on the call's ids.
 struct JointCall {
-  static constexpr int64_t T = 3, Hg = 3, Wg = 4, H = 2, D = 16;
+  static constexpr int64_t Hg = 3, Wg = 4, H = 2, D = 16;
+  int64_t T, F;
   TokenLayout layout;
   std::vector<int64_t> ids;
   std::vector<int64_t> axes{4, 6, 6};
   attention::Positions positions;
-  JointCall() {
+  explicit JointCall(int64_t text = 3, int64_t frames = 1) : T(text), F(frames) {
+    layout.frames = F;
     layout.height = Hg;
     layout.width = Wg;
     layout.text_tokens = T;
-    layout.text_position = attention::TextPosition::Prefix;
-    ids.assign(T * 3, 0);
-    const std::vector<int64_t> image = ints(dit::image_ids(Hg, Wg));
-    ids.insert(ids.end(), image.begin(), image.end());
+    layout.text_position = T > 0 ? attention::TextPosition::Prefix : attention::TextPosition::None;
+    ids.assign(size_t(T * 3), 0);
+    const std::vector<int64_t> grid = dit::grid_positions(F, Hg, Wg);
+    ids.insert(ids.end(), grid.begin(), grid.end());
     positions = {&ids, 3, [this](const Tensor& x, const std::vector<int64_t>& at) { return rope(x, at); }};
   }
+  int64_t grid_tokens() const { return F * Hg * Wg; }
+  Shape shape() const { return {1, T + grid_tokens(), H, D}; }
   Tensor rope(const Tensor& x, const std::vector<int64_t>& at) const {
     const dit::RopeTable t = dit::rope_table(at, axes, 10000.0);
     return ops::rope(x, t.cos.unsqueeze(1), t.sin.unsqueeze(1));
   }
   Tensor run(Tensor q, Tensor k, Tensor v, const Control& c) const {
-    const Site site{Role::JointAttention, 7, 0, Pass::Cond};
+    const Site site{T > 0 ? Role::JointAttention : Role::SelfAttention, 7, 0, Pass::Cond};
     attention::run_normed_hooks(c, site, layout, &positions, q, k, v);
     return attention::attend(rope(q, ids), rope(k, ids), v, layout, site, c, 0.0f, &positions);
   }
+  // The official formulation for a target row (q1, k1, v1) against the reference (q0, k0, v0):
+  // AdaIN of the grid Q/K, then every query over [own keys; lambda * RoPE(reference grid keys of
+  // `frames`, shifted ids)] in one softmax, the appended logits shifted by ln s.
+  Tensor official(const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& q1, const Tensor& k1,
+                  const Tensor& v1, double s, double lambda, const std::vector<int64_t>& frames) const {
+    const int64_t N = grid_tokens(), per_frame = Hg * Wg;
+    auto adain_grid = [&](const Tensor& x, const Tensor& r) {
+      const Tensor g = attention::adain(x.narrow(1, T, N), r.narrow(1, T, N));
+      return T > 0 ? ops::concat({x.narrow(1, 0, T), g}, 1) : g;
+    };
+    const std::vector<int64_t> shifted = attention::reference_ids(ids, 3, layout, true);
+    std::vector<Tensor> k_parts, v_parts;
+    std::vector<int64_t> k_ids;
+    for (int64_t f : frames) {
+      k_parts.push_back(k0.narrow(1, T + f * per_frame, per_frame));
+      v_parts.push_back(v0.narrow(1, T + f * per_frame, per_frame));
+      k_ids.insert(k_ids.end(), shifted.begin() + f * per_frame * 3, shifted.begin() + (f + 1) * per_frame * 3);
+    }
+    const Tensor q = rope(adain_grid(q1, q0), ids), k = rope(adain_grid(k1, k0), ids);
+    const Tensor k_ref = ops::affine(rope(ops::concat(k_parts, 1), k_ids), float(lambda), 0.0f);
+    std::vector<double> bias(size_t(T + N), 0.0);
+    bias.insert(bias.end(), k_ids.size() / 3, std::log(s));
+    return explicit_attention(q, ops::concat({k, k_ref}, 1), ops::concat({v1, ops::concat(v_parts, 1)}, 1),
+                              1.0 / std::sqrt(double(D)), bias);
+  }
 };
 
-// The official formulation for a target: AdaIN of the image Q/K against the reference, then
-// every query over [own keys; lambda * RoPE(reference image keys, shifted ids)] in one
-// softmax, the appended logits shifted by ln s.
 TEST(AlignedGen, TargetRowEqualsTheOfficialFormulation) {
   const JointCall call;
   samplers::TorchGenerator gen(11);
-  const int64_t L = JointCall::T + JointCall::Hg * JointCall::Wg, N = L - JointCall::T;
-  const Shape shape{1, L, JointCall::H, JointCall::D};
+  const Shape shape = call.shape();
   const Tensor q0 = gen.randn(shape), k0 = gen.randn(shape), v0 = gen.randn(shape);
   const Tensor q1 = ops::affine(gen.randn(shape), 1.5f, 0.5f), k1 = gen.randn(shape), v1 = gen.randn(shape);
   const Tensor plain0 = call.run(q0, k0, v0, {}), plain1 = call.run(q1, k1, v1, {});
   for (const double s : {1.0, 0.4}) {
     SCOPED_TRACE(cat("strength ", s));
-    const double lambda = 1.1;
-    const AlignedGen ag({s, lambda, {7}});
+    const AlignedGen ag({s, 1.1, {7}});
     const Tensor ref = call.run(q0, k0, v0, {nullptr, &ag.hooks(), 0});
     EXPECT_EQ(max_abs(ref, plain0), 0.0);  // reference protection
     const Tensor got = call.run(q1, k1, v1, {nullptr, &ag.hooks(), 1});
-
-    auto adain_image = [&](const Tensor& x, const Tensor& r) {
-      return ops::concat({x.narrow(1, 0, JointCall::T), attention::adain(x.narrow(1, JointCall::T, N),
-                                                                          r.narrow(1, JointCall::T, N))}, 1);
-    };
-    const Tensor q = call.rope(adain_image(q1, q0), call.ids), k = call.rope(adain_image(k1, k0), call.ids);
-    const Tensor k_ref = ops::affine(call.rope(k0.narrow(1, JointCall::T, N),
-                                               attention::reference_ids(call.ids, 3, call.layout, true)),
-                                     float(lambda), 0.0f);
-    std::vector<double> bias(size_t(L), 0.0);
-    bias.insert(bias.end(), size_t(N), std::log(s));
-    const Tensor want = explicit_attention(q, ops::concat({k, k_ref}, 1), ops::concat({v1, v0.narrow(1, JointCall::T, N)}, 1),
-                                           1.0 / std::sqrt(double(JointCall::D)), bias);
-    EXPECT_LE(max_abs(got, want), 2e-6);
+    EXPECT_LE(max_abs(got, call.official(q0, k0, v0, q1, k1, v1, s, 1.1, {0})), 2e-6);
     EXPECT_GT(max_abs(got, plain1), 1e-2);
   }
   // A target before its reference row in a step is an error.
   const AlignedGen ag({1.0, 1.1, {7}});
   test::expect_error([&] { call.run(q1, k1, v1, {nullptr, &ag.hooks(), 1}); }, {"row 1", "before the reference row 0"});
+}
+
+// Video self-attention (no text, 3 frames): the appended segment holds every frame, or with
+// frame_stride 2 frames 0 and 2 only.
+TEST(AlignedGen, VideoRowsAndFrameStride) {
+  const JointCall call(0, 3);
+  samplers::TorchGenerator gen(12);
+  const Shape shape = call.shape();
+  const Tensor q0 = gen.randn(shape), k0 = gen.randn(shape), v0 = gen.randn(shape);
+  const Tensor q1 = gen.randn(shape), k1 = gen.randn(shape), v1 = gen.randn(shape);
+  for (const int64_t stride : {1, 2}) {
+    SCOPED_TRACE(cat("frame stride ", stride));
+    AlignedGenOptions o{1.0, 1.1, {7}};
+    o.frame_stride = stride;
+    const AlignedGen ag(o);
+    call.run(q0, k0, v0, {nullptr, &ag.hooks(), 0});
+    const Tensor got = call.run(q1, k1, v1, {nullptr, &ag.hooks(), 1});
+    const std::vector<int64_t> frames = stride == 1 ? std::vector<int64_t>{0, 1, 2} : std::vector<int64_t>{0, 2};
+    EXPECT_LE(max_abs(got, call.official(q0, k0, v0, q1, k1, v1, 1.0, 1.1, frames)), 2e-6);
+  }
+  AlignedGenOptions bad{1.0, 1.1, {7}};
+  bad.frame_stride = 0;
+  test::expect_error([&] { AlignedGen{bad}; }, "frame_stride");
 }
 
 // --- the tiny models -------------------------------------------------------------------------

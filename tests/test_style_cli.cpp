@@ -101,6 +101,11 @@ TEST_F(StyleCli, WanVideos) {
   EXPECT_EQ(test::compare(s0.select(0, 1), plain).max_abs, 0.0);
   EXPECT_GT(test::compare(s1.select(0, 1), plain).max_abs, 1e-3);
   EXPECT_EQ(test::compare(s1.select(0, 0), s0.select(0, 0)).max_abs, 0.0);  // the reference row
+  // Sharing only latent frame 0 of the reference (of 2) gives another target, the same reference.
+  style(rows + "--share-frame-stride 2 --save-latents " + path("s2.safetensors"), "s2");
+  const Tensor s2 = latents("s2.safetensors");
+  EXPECT_EQ(test::compare(s2.select(0, 0), s0.select(0, 0)).max_abs, 0.0);
+  EXPECT_GT(test::compare(s2.select(0, 1), s1.select(0, 1)).max_abs, 1e-4);
 }
 
 TEST_F(StyleCli, ErrorsNameTheFlag) {
@@ -116,6 +121,7 @@ TEST_F(StyleCli, ErrorsNameTheFlag) {
       {"-p a " + kWanFlags + "--shift on", "--shift"},
       {"-p a " + kWanFlags + "--attention sliding-window", "dual_path"},
       {"-p a " + kFluxFlags + "--share-layers 4", "--share-layers 4: layer 4 does not exist"},
+      {"-p a " + kWanFlags + "--share-frame-stride 0", "--share-frame-stride 0: must be at least 1"},
   };
   for (const auto& [args, needle] : cases) {
     const auto [rc, log] = test::run_ditkit("style " + args + " -o " + path("x"));
