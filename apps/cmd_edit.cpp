@@ -20,6 +20,7 @@
 #include "apps/components.h"
 #include "apps/pipelines.h"
 #include "attention/consist_edit.h"
+#include "core/atomic_file.h"
 #include "core/ops.h"
 #include "core/progress.h"
 #include "dit/flux.h"
@@ -330,6 +331,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 void run_edit(const EditOptions& o, const GlobalOptions& global) {
   const Device device = apply_global_options(global);
+  check_output_path(o.out, "-o/--out");
+  check_output_path(o.save_reconstruction, "--save-reconstruction");
   DK_CHECK(!o.target_prompts.empty(), "give --target-prompt (once per round)");
   DK_CHECK(o.consistency >= 0.0 && o.consistency <= 1.0, "--consistency ", o.consistency, ": expected [0, 1]");
   DK_CHECK(o.steps >= 0, "--steps ", o.steps, ": must be at least 1");

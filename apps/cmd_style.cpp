@@ -23,6 +23,7 @@
 #include "apps/components.h"
 #include "apps/pipelines.h"
 #include "attention/aligned_gen.h"
+#include "core/atomic_file.h"
 #include "core/ops.h"
 #include "core/progress.h"
 #include "dit/flux.h"
@@ -382,6 +383,7 @@ void run_wan(const StyleOptions& o, StyleRun& r, Device device, const GlobalOpti
 
 void run_style(const StyleOptions& o, const GlobalOptions& global) {
   const Device device = apply_global_options(global);
+  check_output_path(o.save_latents, "--save-latents");
   StyleRun r = prepare(o);
   if (is_wan(o))
     run_wan(o, r, device, global);

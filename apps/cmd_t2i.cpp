@@ -16,6 +16,7 @@
 #include "apps/commands.h"
 #include "apps/components.h"
 #include "apps/pipelines.h"
+#include "core/atomic_file.h"
 #include "core/ops.h"
 #include "core/progress.h"
 #include "dit/flux.h"
@@ -91,6 +92,8 @@ struct T2iOptions {
 
 void run_t2i(const T2iOptions& o, const GlobalOptions& global) {
   Device device = apply_global_options(global);
+  check_output_path(o.out, "-o/--out");
+  check_output_path(o.save_latents, "--save-latents");
   DK_CHECK(!o.prompt.empty() || !o.prompts_file.empty() || !o.prompt_embeds.empty(),
            "give -p/--prompt, --prompts FILE or --prompt-embeds FILE");
   DK_CHECK(o.prompt.empty() || o.prompts_file.empty(), "give either -p/--prompt or --prompts, not both");

@@ -9,6 +9,7 @@
 #include "apps/commands.h"
 #include "apps/components.h"
 #include "apps/pipelines.h"
+#include "core/atomic_file.h"
 #include "core/ops.h"
 #include "core/progress.h"
 #include "dit/wan.h"
@@ -57,6 +58,8 @@ void check_size(const T2vOptions& o) {
 
 void run_t2v(const T2vOptions& o, const GlobalOptions& global) {
   Device device = apply_global_options(global);
+  check_output_path(o.out, "-o/--out");
+  check_output_path(o.save_latents, "--save-latents");
   check_size(o);
   auto kind = samplers::parse_sampler(o.sampler);
   auto [dit_c, t5_c, vae_c, tok_path] = o.paths.load();

@@ -11,6 +11,10 @@ namespace ditkit {
 // exception the temporary file is removed and the exception is rethrown.
 void write_atomically(const std::string& path, const std::function<void(const std::string& tmp_path)>& write);
 
+// Throws, naming `flag`, unless `path` (when given) names a file in an existing folder: the
+// commands check their outputs before the long work, so a bad -o fails at once.
+void check_output_path(const std::string& path, const std::string& flag);
+
 // Writes bytes to `path` atomically; errors name the path.
 void write_file_atomically(const std::string& path, const void* data, size_t size);
 
