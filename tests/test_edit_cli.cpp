@@ -144,6 +144,8 @@ TEST_F(EditCli, ErrorsNameTheFlag) {
       {flux_args(2) + kSource + target + " --flux-layers some", "--flux-layers some: expected all or single"},
       {flux_args(2) + kSource + target + " --no-mask --edit-word kitten", "--no-mask: give neither"},
       {flux_args(2) + kSource + target + " --source-features cache", "--source-features cache: expected replay or"},
+      {flux_args(2) + kSource + "-t b -o " + path("no/x.png"), "-o/--out: output folder"},
+      {flux_args(2) + kSource + target + " --save-reconstruction " + path("no/r.png"), "--save-reconstruction: output"},
   };
   // Frames not 4k+1.
   std::vector<Image> frames(6, Image(64, 64, 3));
