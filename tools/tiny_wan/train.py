@@ -4,7 +4,10 @@ names, on the synthetic shape videos of data.py. One command re-creates it (dete
   LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread OPENBLAS_NUM_THREADS=1 \
     nice -n 19 /usr/bin/python3 tools/tiny_wan/train.py all
 
-Stages (each can be run alone; they pass results through WORK, default /tmp/tiny_wan):
+Environment: TINY_WAN_WORK (the work folder, default /tmp/tiny_wan), TINY_WAN_OUT (the exported
+model, default models/wan-shapes), TINY_WAN_SIZE (video side in pixels, default 32: the shipped model).
+
+Stages (each can be run alone; they pass results through WORK):
   tokenizer  SentencePiece unigram (Wan/HF-T5 ids: pad 0, eos 1, unk 2, byte fallback)
   vae        Wan VAE anchored to a fixed linear (PCA) codec with the Wan latent layout: the
              decoder learns PCA latent -> video, the encoder video -> PCA latent (single
@@ -37,7 +40,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 WORK = os.environ.get("TINY_WAN_WORK", "/tmp/tiny_wan")
 OUT = os.environ.get("TINY_WAN_OUT", os.path.join(ROOT, "models/wan-shapes"))
 
-SIZE, FRAMES = 32, 17
+# TINY_WAN_SIZE: the video side in pixels (the shipped model: 32).
+SIZE, FRAMES = int(os.environ.get("TINY_WAN_SIZE", "32")), 17
 VIDEOS_PER_COMBO = 6
 TEXT_LEN = 32
 # wan/configs/shared_config.py sample_neg_prompt.
