@@ -55,6 +55,8 @@ class AlignedGenHook final : public Hook {
              call.q.str());
     const Tensor q = grid_part(call.q, call.layout), k = grid_part(call.k, call.layout);
     if (s.row == 0) {
+      // Row 0 starting a pass means every row is done with the other passes: keep one pass's layers.
+      std::erase_if(store_, [&](const auto& entry) { return entry.first.first != s.pass; });
       Entry& e = store_[{s.pass, s.layer}];
       e.step = s.step;
       if (o_.adain) {

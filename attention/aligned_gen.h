@@ -48,7 +48,8 @@ class AlignedGen {
   explicit AlignedGen(AlignedGenOptions options);
   const AlignedGenOptions& options() const { return options_; }
   // The hooks to add to a Control (empty when strength is 0). They keep row 0's features of
-  // the current step between rows, so one AlignedGen serves one lockstep batch at a time.
+  // the current step and pass between rows (every selected layer of one pass at a time), so
+  // one AlignedGen serves one lockstep batch at a time.
   const Hooks& hooks() const { return hooks_; }
 
  private:
