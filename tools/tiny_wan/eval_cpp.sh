@@ -9,6 +9,8 @@ DITKIT=${1:-build/ditkit}
 MODEL=${2:-models/wan-shapes}
 SEEDS=${3:-2}
 if [ $# -ge 3 ]; then shift 3; else shift $#; fi
+# the video size the model was trained at
+SIZE=$(/usr/bin/python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['video']['width'])" "$MODEL/training.json")
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 PYTHONPATH=$(dirname "$0") /usr/bin/python3 -c "
@@ -19,7 +21,7 @@ while read -r p <&3; do
   s=0
   while [ $s -lt "$SEEDS" ]; do
     run() {
-      "$DITKIT" --threads 1 t2v --model "$MODEL" -p "$p" -W 32 -H 32 --frames 17 --steps 20 --sampler euler \
+      "$DITKIT" --threads 1 t2v --model "$MODEL" -p "$p" -W "$SIZE" -H "$SIZE" --frames 17 --steps 20 --sampler euler \
         --shift 3 --cfg 5 --seed $((1000 * i + s)) "$@" > /dev/null 2>&1
     }
     run "$@" -o "$DIR/v.mp4"

@@ -8,6 +8,8 @@ set -e
 DITKIT=${1:-build/ditkit}
 MODEL=${2:-models/wan-shapes}
 if [ $# -ge 2 ]; then shift 2; else shift $#; fi
+# the video size the model was trained at
+SIZE=$(/usr/bin/python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['video']['width'])" "$MODEL/training.json")
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 # source prompt | target prompt (the next colour of the palette that is neither shape nor background)
@@ -19,7 +21,7 @@ for fg, shape, d, bg in data.split()[1]:
     print(data.prompt(fg, shape, d, bg) + '|' + data.prompt(new, shape, d, bg))" > "$DIR/pairs"
 i=0
 while IFS='|' read -r src dst <&3; do
-  "$DITKIT" --threads 1 t2v --model "$MODEL" -p "$src" -W 32 -H 32 --frames 17 --steps 20 --sampler euler \
+  "$DITKIT" --threads 1 t2v --model "$MODEL" -p "$src" -W "$SIZE" -H "$SIZE" --frames 17 --steps 20 --sampler euler \
     --shift 3 --cfg 5 --seed $((1000 * i)) -o "$DIR/src.mp4" > /dev/null 2>&1
   "$DITKIT" --threads 1 edit --model "$MODEL" -i "$DIR/src.mp4" -s "$src" -t "$dst" --steps 20 --shift 3 "$@" \
     -o "$DIR/out.mp4" 2>/dev/null | grep "^round" >> "$DIR/metrics"
