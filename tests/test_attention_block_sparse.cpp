@@ -12,6 +12,7 @@
 #include "attention/attention.h"
 #include "attention/block_sparse.h"
 #include "attention/kind.h"
+#include "attention_reference.h"
 #include "test_util.h"
 #include "weights/checkpoint.h"
 
@@ -153,45 +154,7 @@ std::string describe(const PatternCase& c) {
              " seed ", c.seed);
 }
 
-// Masked softmax(scale q k^T) v in double: out [B, Lq, H, D] and lse [B, H, Lq]; rows that see
-// nothing give 0 and -inf.
-struct Reference {
-  std::vector<double> out, lse;
-};
-
-Reference naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<uint8_t>& mask,
-                          double scale) {
-  const int64_t B = q.dim(0), Lq = q.dim(1), H = q.dim(2), D = q.dim(3), Lk = k.dim(1);
-  std::vector<float> qv = q.to(DType::F32).to_vector(), kv = k.to(DType::F32).to_vector(),
-                     vv = v.to(DType::F32).to_vector();
-  Reference ref{std::vector<double>(size_t(B * Lq * H * D)), std::vector<double>(size_t(B * H * Lq))};
-  std::vector<double> s(static_cast<size_t>(Lk));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t i = 0; i < Lq; ++i)
-      for (int64_t h = 0; h < H; ++h) {
-        const float* qi = &qv[size_t(((b * Lq + i) * H + h) * D)];
-        double mx = -kInf, sum = 0;
-        for (int64_t j = 0; j < Lk; ++j) {
-          if (!mask[size_t(i * Lk + j)]) continue;
-          const float* kj = &kv[size_t(((b * Lk + j) * H + h) * D)];
-          double dot = 0;
-          for (int64_t d = 0; d < D; ++d) dot += double(qi[d]) * kj[d];
-          mx = std::max(mx, s[size_t(j)] = dot * scale);
-        }
-        ref.lse[size_t((b * H + h) * Lq + i)] = -kInf;
-        if (mx == -kInf) continue;
-        for (int64_t j = 0; j < Lk; ++j)
-          if (mask[size_t(i * Lk + j)]) sum += s[size_t(j)] = std::exp(s[size_t(j)] - mx);
-        ref.lse[size_t((b * H + h) * Lq + i)] = mx + std::log(sum);
-        double* oi = &ref.out[size_t(((b * Lq + i) * H + h) * D)];
-        for (int64_t j = 0; j < Lk; ++j) {
-          if (!mask[size_t(i * Lk + j)]) continue;
-          const float* vj = &vv[size_t(((b * Lk + j) * H + h) * D)];
-          for (int64_t d = 0; d < D; ++d) oi[d] += s[size_t(j)] / sum * vj[d];
-        }
-      }
-  return ref;
-}
+using Reference = test::AttentionReference;
 
 struct Errors {
   double out = 0, out_ref = 0, lse = 0;
@@ -314,7 +277,7 @@ TEST(BlockSparseAttention, MatchesNaive) {
     EXPECT_EQ(out.dtype(), c.dtype);
     ASSERT_EQ(lse.shape(), (Shape{c.B, c.H, pc.q_tokens}));
     EXPECT_EQ(lse.dtype(), DType::F32);
-    Errors e = compare(naive_attention(q, k, v, p.mask, scale), out, lse);
+    Errors e = compare(test::naive_attention(q, k, v, scale, p.mask), out, lse);
     const double tol = c.dtype == DType::BF16 ? 1e-2 : c.dtype == DType::F16 ? 2e-3 : 2e-6;
     EXPECT_LE(e.out, tol * std::max(1.0, e.out_ref));
     EXPECT_LE(e.lse, 1e-5 * std::max(1.0, double(c.scale) * c.D));
@@ -331,7 +294,7 @@ TEST(BlockSparseAttention, StridedViewsAndNoLse) {
   Tensor k = kv.narrow(3, 0, D), v = kv.slice(3, 1, 2 * D, 2).narrow(3, 0, D);
   const float scale = 0.3f;
   Tensor out = block_sparse_attention(q, k, v, p.schedule, scale);
-  Reference ref = naive_attention(q, k, v, p.mask, scale);
+  Reference ref = test::naive_attention(q, k, v, scale, p.mask);
   std::vector<float> got = out.to_vector();
   double err = 0;
   for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::fabs(got[i] - ref.out[i]));

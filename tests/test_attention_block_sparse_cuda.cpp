@@ -13,6 +13,7 @@
 #include <random>
 
 #include "attention/block_sparse.h"
+#include "attention_reference.h"
 #include "attention/plan.h"
 #include "weights/checkpoint.h"
 
@@ -88,43 +89,7 @@ std::vector<int64_t> make_order(int64_t tokens, int64_t padding, bool shuffle, u
   return order;
 }
 
-struct Reference {
-  std::vector<double> out, lse;  // [B, Lq, H, D], [B, H, Lq]
-};
-
-// softmax(scale q k^T masked) v and its natural-log lse in double; mask [Lq x Lk] row-major.
-Reference naive(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<uint8_t>& mask, double scale) {
-  const int64_t B = q.dim(0), Lq = q.dim(1), H = q.dim(2), D = q.dim(3), Lk = k.dim(1);
-  std::vector<float> qv = q.contiguous().to_vector(), kv = k.contiguous().to_vector(), vv = v.contiguous().to_vector();
-  Reference r{std::vector<double>(size_t(B * Lq * H * D)), std::vector<double>(size_t(B * H * Lq))};
-  std::vector<double> s(static_cast<size_t>(Lk));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t i = 0; i < Lq; ++i)
-      for (int64_t h = 0; h < H; ++h) {
-        const float* qi = &qv[size_t(((b * Lq + i) * H + h) * D)];
-        double mx = -INFINITY, sum = 0;
-        for (int64_t j = 0; j < Lk; ++j) {
-          s[size_t(j)] = -INFINITY;
-          if (!mask[size_t(i * Lk + j)]) continue;
-          const float* kj = &kv[size_t(((b * Lk + j) * H + h) * D)];
-          double dot = 0;
-          for (int64_t d = 0; d < D; ++d) dot += double(qi[d]) * kj[d];
-          s[size_t(j)] = dot * scale;
-          mx = std::max(mx, s[size_t(j)]);
-        }
-        r.lse[size_t((b * H + h) * Lq + i)] = -INFINITY;
-        if (mx == -INFINITY) continue;  // no visible key: out 0, lse -inf
-        for (int64_t j = 0; j < Lk; ++j) sum += s[size_t(j)] = std::exp(s[size_t(j)] - mx);
-        r.lse[size_t((b * H + h) * Lq + i)] = mx + std::log(sum);
-        double* oi = &r.out[size_t(((b * Lq + i) * H + h) * D)];
-        for (int64_t j = 0; j < Lk; ++j) {
-          if (s[size_t(j)] == 0) continue;
-          const float* vj = &vv[size_t(((b * Lk + j) * H + h) * D)];
-          for (int64_t d = 0; d < D; ++d) oi[d] += s[size_t(j)] / sum * vj[d];
-        }
-      }
-  return r;
-}
+using Reference = test::AttentionReference;
 
 // Tolerances of the goldens README by input dtype.
 struct Tolerance {
@@ -236,7 +201,7 @@ TEST(AttentionBlockSparseCuda, RandomSchedulesMatchReferences) {
     }
     const float scale = 1.0f / std::sqrt(float(c.D));
     // Against the exact result of the (rounded) inputs.
-    const Reference ref = naive(q, k, v, mask, scale);
+    const Reference ref = test::naive_attention(q, k, v, scale, mask);
     ASSERT_GT(empty_rows(ref), 0);
 
     Tensor lse;

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "attention/attention.h"
+#include "attention_reference.h"
 #include "weights/checkpoint.h"
 
 using namespace ditkit;
@@ -70,30 +71,7 @@ std::vector<double> to_double(const Tensor& t) {
 // softmax(scale q k^T over keys < valid_keys) v in double, [B, Lq, H, D] row-major.
 std::vector<double> naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale,
                                     int64_t valid_keys) {
-  const int64_t B = q.dim(0), Lq = q.dim(1), H = q.dim(2), D = q.dim(3), Lk = k.dim(1);
-  const int64_t keys = valid_keys < 0 ? Lk : valid_keys;
-  std::vector<float> qv = q.to_vector(), kv = k.to_vector(), vv = v.to_vector();
-  std::vector<double> out(size_t(B * Lq * H * D)), s(static_cast<size_t>(keys));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t i = 0; i < Lq; ++i)
-      for (int64_t h = 0; h < H; ++h) {
-        const float* qi = &qv[size_t(((b * Lq + i) * H + h) * D)];
-        double mx = -INFINITY, sum = 0;
-        for (int64_t j = 0; j < keys; ++j) {
-          const float* kj = &kv[size_t(((b * Lk + j) * H + h) * D)];
-          double dot = 0;
-          for (int64_t d = 0; d < D; ++d) dot += double(qi[d]) * kj[d];
-          s[size_t(j)] = dot * scale;
-          mx = std::max(mx, s[size_t(j)]);
-        }
-        for (int64_t j = 0; j < keys; ++j) sum += s[size_t(j)] = std::exp(s[size_t(j)] - mx);
-        double* oi = &out[size_t(((b * Lq + i) * H + h) * D)];
-        for (int64_t j = 0; j < keys; ++j) {
-          const float* vj = &vv[size_t(((b * Lk + j) * H + h) * D)];
-          for (int64_t d = 0; d < D; ++d) oi[d] += s[size_t(j)] / sum * vj[d];
-        }
-      }
-  return out;
+  return test::naive_attention(q, k, v, scale, test::keys_below(q.dim(1), k.dim(1), valid_keys)).out;
 }
 
 Tensor random_normal(const Shape& shape, uint32_t seed, float stddev = 1.0f) {

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 
 #include "test_util.h"
 #include "vae/flux_ae.h"
@@ -53,30 +52,7 @@ weights::FluxAeConfig tiny_config() {
 // The official names written the way diffusers' convert_ldm_vae_checkpoint stores them:
 // decoder levels counted from the lowest resolution, mid attention projections as linear weights.
 weights::ModelWeights diffusers_weights(const weights::Checkpoint& ref, int64_t levels) {
-  const std::vector<std::pair<std::regex, std::string>> renames = {
-      {std::regex(R"(\.nin_shortcut\.)"), ".conv_shortcut."},
-      {std::regex(R"(^encoder\.down\.(\d+)\.block\.)"), "encoder.down_blocks.$1.resnets."},
-      {std::regex(R"(^encoder\.down\.(\d+)\.downsample\.)"), "encoder.down_blocks.$1.downsamplers.0."},
-      {std::regex(R"(\.block\.(\d+)\.)"), ".resnets.$1."},
-      {std::regex(R"(\.upsample\.)"), ".upsamplers.0."},
-      {std::regex(R"(\.mid\.block_1\.)"), ".mid_block.resnets.0."},
-      {std::regex(R"(\.mid\.block_2\.)"), ".mid_block.resnets.1."},
-      {std::regex(R"(\.mid\.attn_1\.norm\.)"), ".mid_block.attentions.0.group_norm."},
-      {std::regex(R"(\.mid\.attn_1\.(q|k|v)\.)"), ".mid_block.attentions.0.to_$1."},
-      {std::regex(R"(\.mid\.attn_1\.proj_out\.)"), ".mid_block.attentions.0.to_out.0."},
-      {std::regex(R"(\.norm_out\.)"), ".conv_norm_out."},
-  };
-  std::map<std::string, Tensor> out;
-  for (const auto& name : ref.names()) {
-    std::string d = name;
-    std::smatch m;
-    if (std::regex_search(name, m, std::regex(R"(^decoder\.up\.(\d+)\.)")))
-      d = "decoder.up_blocks." + std::to_string(levels - 1 - std::stoi(m[1])) + "." + m.suffix().str();
-    for (const auto& [re, to] : renames) d = std::regex_replace(d, re, to);
-    Tensor t = ref.get(name);
-    if (d.find("attentions.0.to_") != std::string::npos && t.ndim() == 4) t = t.reshape({t.dim(0), t.dim(1)});
-    out[d] = t.contiguous();
-  }
+  std::map<std::string, Tensor> out = test::flux_ae_to_diffusers(ref, levels);
   auto ckpt = std::make_shared<const weights::Checkpoint>(weights::Checkpoint::from_tensors(std::move(out)));
   return weights::ModelWeights(ckpt, weights::detect(ckpt->names()));
 }

@@ -344,33 +344,7 @@ TEST(Layout, FluxDiffusersSplitAndSwapLoadBack) {
 // projections as 2-D linear weights), written from the official golden, loads back bit for bit.
 TEST(Layout, FluxAeDiffusersLoadsBack) {
   Checkpoint ref = Checkpoint::open(kGolden + "flux_tiny/ae/weights.safetensors");
-  const int levels = 4;
-  const std::vector<std::pair<std::regex, std::string>> renames = {
-      {std::regex(R"(^encoder\.down\.(\d+)\.block\.(\d+)\.nin_shortcut\.)"),
-       "encoder.down_blocks.$1.resnets.$2.conv_shortcut."},
-      {std::regex(R"(^encoder\.down\.(\d+)\.block\.)"), "encoder.down_blocks.$1.resnets."},
-      {std::regex(R"(^encoder\.down\.(\d+)\.downsample\.)"), "encoder.down_blocks.$1.downsamplers.0."},
-      {std::regex(R"(\.nin_shortcut\.)"), ".conv_shortcut."},
-      {std::regex(R"(\.block\.(\d+)\.)"), ".resnets.$1."},
-      {std::regex(R"(\.upsample\.)"), ".upsamplers.0."},
-      {std::regex(R"(\.mid\.block_1\.)"), ".mid_block.resnets.0."},
-      {std::regex(R"(\.mid\.block_2\.)"), ".mid_block.resnets.1."},
-      {std::regex(R"(\.mid\.attn_1\.norm\.)"), ".mid_block.attentions.0.group_norm."},
-      {std::regex(R"(\.mid\.attn_1\.(q|k|v)\.)"), ".mid_block.attentions.0.to_$1."},
-      {std::regex(R"(\.mid\.attn_1\.proj_out\.)"), ".mid_block.attentions.0.to_out.0."},
-      {std::regex(R"(\.norm_out\.)"), ".conv_norm_out."},
-  };
-  std::map<std::string, Tensor> out;
-  for (const auto& name : ref.names()) {
-    std::string d = name;
-    std::smatch m;
-    if (std::regex_search(name, m, std::regex(R"(^decoder\.up\.(\d+)\.)")))
-      d = "decoder.up_blocks." + std::to_string(levels - 1 - std::stoi(m[1])) + "." + m.suffix().str();
-    for (const auto& [re, to] : renames) d = std::regex_replace(d, re, to);
-    Tensor t = ref.get(name);
-    if (d.find("attentions.0.to_") != std::string::npos && t.ndim() == 4) t = t.reshape({t.dim(0), t.dim(1)});
-    out[d] = t.contiguous();
-  }
+  std::map<std::string, Tensor> out = flux_ae_to_diffusers(ref, 4);
   ASSERT_TRUE(out.count("decoder.up_blocks.0.upsamplers.0.conv.weight"));
   ASSERT_TRUE(out.count("encoder.mid_block.attentions.0.to_out.0.weight"));
   const std::string path = temp_path("flux_ae_diffusers_tiny.safetensors");

@@ -18,7 +18,9 @@
 #include <functional>
 #include <initializer_list>
 #include <iterator>
+#include <map>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <string>
 #include <system_error>
@@ -27,6 +29,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "weights/checkpoint.h"
 #include "weights/model_files.h"
 
 namespace ditkit::test {
@@ -67,6 +70,36 @@ inline weights::LoadedComponent load_family(const std::string& dir, weights::Fam
   }
   ADD_FAILURE() << "no " << weights::family_name(family) << " in " << dir;
   return {};
+}
+
+// A BFL FLUX autoencoder checkpoint's tensors under the diffusers names (decoder up blocks are
+// numbered the other way round; the attention projections become linear weights).
+inline std::map<std::string, Tensor> flux_ae_to_diffusers(const weights::Checkpoint& ref, int64_t levels) {
+  const std::vector<std::pair<std::regex, std::string>> renames = {
+      {std::regex(R"(\.nin_shortcut\.)"), ".conv_shortcut."},
+      {std::regex(R"(^encoder\.down\.(\d+)\.block\.)"), "encoder.down_blocks.$1.resnets."},
+      {std::regex(R"(^encoder\.down\.(\d+)\.downsample\.)"), "encoder.down_blocks.$1.downsamplers.0."},
+      {std::regex(R"(\.block\.(\d+)\.)"), ".resnets.$1."},
+      {std::regex(R"(\.upsample\.)"), ".upsamplers.0."},
+      {std::regex(R"(\.mid\.block_1\.)"), ".mid_block.resnets.0."},
+      {std::regex(R"(\.mid\.block_2\.)"), ".mid_block.resnets.1."},
+      {std::regex(R"(\.mid\.attn_1\.norm\.)"), ".mid_block.attentions.0.group_norm."},
+      {std::regex(R"(\.mid\.attn_1\.(q|k|v)\.)"), ".mid_block.attentions.0.to_$1."},
+      {std::regex(R"(\.mid\.attn_1\.proj_out\.)"), ".mid_block.attentions.0.to_out.0."},
+      {std::regex(R"(\.norm_out\.)"), ".conv_norm_out."},
+  };
+  std::map<std::string, Tensor> out;
+  for (const auto& name : ref.names()) {
+    std::string d = name;
+    std::smatch m;
+    if (std::regex_search(name, m, std::regex(R"(^decoder\.up\.(\d+)\.)")))
+      d = "decoder.up_blocks." + std::to_string(levels - 1 - std::stoi(m[1])) + "." + m.suffix().str();
+    for (const auto& [re, to] : renames) d = std::regex_replace(d, re, to);
+    Tensor t = ref.get(name);
+    if (d.find("attentions.0.to_") != std::string::npos && t.ndim() == 4) t = t.reshape({t.dim(0), t.dim(1)});
+    out[d] = t.contiguous();
+  }
+  return out;
 }
 
 #ifdef DITKIT_BINARY
