@@ -33,6 +33,11 @@ using attention::Role;
 using attention::Site;
 
 double max_abs_diff(const Tensor& a, const Tensor& b) { return test::compare(a, b).max_abs; }
+double max_abs_diff(const std::vector<float>& got, const std::vector<double>& want) {
+  double err = 0;
+  for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::fabs(got[i] - want[i]));
+  return err;
+}
 
 ConsistEditOptions options(double consistency, int steps, std::vector<int> layers = {}, int from_layer = 0) {
   ConsistEditOptions o;
@@ -370,8 +375,7 @@ TEST(ConsistEdit, FluxRecorderReadsColumnsOfTheJointSoftmax) {
   const std::vector<double> want = explicit_map(probe->calls, words, 12, 0, 24);
   const std::vector<float> got = rec.map();
   ASSERT_EQ(got.size(), want.size());
-  double err = 0;
-  for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::fabs(got[i] - want[i]));
+  const double err = max_abs_diff(got, want);
   std::printf("FLUX joint-softmax column probabilities: max abs error %.3g\n", err);
   EXPECT_LT(err, 1e-6);
   expect_normalised_and_thresholded(rec);
@@ -429,8 +433,7 @@ TEST(ConsistEdit, WanRecorderReadsCrossAttentionPerLatentFrame) {
   const std::vector<double> want = explicit_map(probe->calls, words, 0, 0, 32);  // softmax over the text keys only
   const std::vector<float> got = rec.map();
   ASSERT_EQ(got.size(), want.size());
-  double err = 0;
-  for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::fabs(got[i] - want[i]));
+  const double err = max_abs_diff(got, want);
   std::printf("Wan cross-attention column probabilities: max abs error %.3g\n", err);
   EXPECT_LT(err, 1e-6);
   expect_normalised_and_thresholded(rec);  // min-max per latent frame

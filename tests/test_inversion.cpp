@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <functional>
 
 #include "core/ops.h"
 #include "dit/flux.h"
@@ -26,6 +28,18 @@ namespace {
 Tensor regenerate(const samplers::FlowSchedule& schedule, const Tensor& x, const samplers::VelocityFn& model) {
   samplers::FlowSampler sampler(samplers::SamplerKind::Euler, schedule);
   return samplers::denoise(sampler, x, model, {});
+}
+
+// Inversion + regeneration at 4, 8 and 16 steps: `round_trip(steps)` is the relative RMS error of
+// the regenerated latent, which must be small and shrink with the steps.
+void expect_round_trips(const char* model, const std::function<double(int)>& round_trip) {
+  const double e4 = round_trip(4), e8 = round_trip(8), e16 = round_trip(16);
+  std::printf("%s inversion + regeneration, relative RMS error: 4 steps %.4g, 8 steps %.4g, 16 steps %.4g\n", model,
+              e4, e8, e16);
+  EXPECT_LT(e16, e8);
+  EXPECT_LT(e8, e4);
+  EXPECT_LT(e4, 0.15);   // measured 0.087 (FLUX), 0.075 (Wan)
+  EXPECT_LT(e16, 0.02);  // measured 0.0072 (FLUX), 0.0102 (Wan)
 }
 
 TEST(Inversion, ExactWhenTheVelocityIgnoresTheSample) {
@@ -101,13 +115,7 @@ TEST_F(TinyFlux, InvertAndRegenerateReconstructs) {
                            .get("latent_final")
                            .select(0, 0)
                            .contiguous();
-  const double e4 = round_trip(clean, 4), e8 = round_trip(clean, 8), e16 = round_trip(clean, 16);
-  std::printf("flux_tiny inversion + regeneration, relative RMS error: 4 steps %.4g, 8 steps %.4g, 16 steps %.4g\n", e4,
-              e8, e16);
-  EXPECT_LT(e16, e8);
-  EXPECT_LT(e8, e4);
-  EXPECT_LT(e4, 0.15);   // measured 0.087 (FLUX), 0.075 (Wan)
-  EXPECT_LT(e16, 0.02);  // measured 0.0072 (FLUX), 0.0102 (Wan)
+  expect_round_trips("flux_tiny", [&](int steps) { return round_trip(clean, steps); });
 }
 
 TEST(InversionWan, InvertAndRegenerateReconstructs) {
@@ -116,21 +124,14 @@ TEST(InversionWan, InvertAndRegenerateReconstructs) {
   const dit::WanModel model(*dit_c.weights, dit_c.config.as<weights::WanDitConfig>());
   const auto io = weights::Checkpoint::open(g + "e2e/io_unipc.safetensors");
   const Tensor context = io.get("context_cond"), clean = io.get("latent_final");
-  auto round_trip = [&](int steps) {
+  expect_round_trips("wan_tiny", [&](int steps) {
     const auto schedule = samplers::wan_schedule(samplers::SamplerKind::Euler, steps, 5.0);
     const std::vector<double> timesteps = samplers::inversion_timesteps(schedule);
     const samplers::VelocityFn v = [&](const Tensor& x, int step, Pass pass) {
       return model.forward(x, timesteps[size_t(step)], context, step, {}, pass);
     };
     return test::compare(regenerate(schedule, samplers::invert(schedule, clean, v).noise(), v), clean).rel_rms;
-  };
-  const double e4 = round_trip(4), e8 = round_trip(8), e16 = round_trip(16);
-  std::printf("wan_tiny inversion + regeneration, relative RMS error: 4 steps %.4g, 8 steps %.4g, 16 steps %.4g\n", e4,
-              e8, e16);
-  EXPECT_LT(e16, e8);
-  EXPECT_LT(e8, e4);
-  EXPECT_LT(e4, 0.15);   // measured 0.087 (FLUX), 0.075 (Wan)
-  EXPECT_LT(e16, 0.02);  // measured 0.0072 (FLUX), 0.0102 (Wan)
+  });
 }
 
 // ---- metrics ----
